@@ -1,0 +1,3 @@
+from vagonfs.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""The one exception tree of vagonfs, and the only place an errno is chosen.
+
+Every failure that leaves a remote client, the cache or the core is a
+:class:`StoreError` carrying the errno the filesystem will return and the
+server's own message, so the FUSE adapter converts errors at exactly one
+boundary (pyfuse3 lets any other exception end the whole mount)::
+
+    VagonfsError
+    ├── ConfigError            bad config file or command line; never reaches FUSE
+    └── StoreError(errno)      a remote operation failed for good
+        ├── NotFound           ENOENT
+        ├── AlreadyExists      EEXIST
+        ├── PermissionDenied   EACCES
+        ├── ReadOnly           EROFS
+        ├── NoSpace            ENOSPC
+        ├── FileTooLarge       EFBIG
+        ├── NotEmpty           ENOTEMPTY
+        ├── InvalidName        EINVAL
+        ├── CrossDevice        EXDEV   (a rename the store cannot do)
+        └── RemoteIOError      EIO     (retries exhausted, or nonsense from the server)
+
+Messages never contain credentials: the HTTP layer builds them from the
+server's reply and a URL stripped of its query string.
+"""
+
+from __future__ import annotations
+
+import errno
+
+
+class VagonfsError(Exception):
+    """Base of every error vagonfs raises on purpose."""
+
+
+class ConfigError(VagonfsError):
+    """The configuration or the command line is wrong; the message says how."""
+
+
+class StoreError(VagonfsError):
+    """A remote operation failed; ``errno`` is what the syscall returns."""
+
+    errno: int = errno.EIO
+
+    def __init__(self, message: str, *, status: int | None = None, code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status  # HTTP status, when there was a reply
+        self.code = code  # the store's application code (Vagon ``client_code``)
+
+    def __str__(self) -> str:
+        where = f" (HTTP {self.status})" if self.status else ""
+        return f"{self.message}{where}"
+
+
+class NotFound(StoreError):
+    errno = errno.ENOENT
+
+
+class AlreadyExists(StoreError):
+    errno = errno.EEXIST
+
+
+class PermissionDenied(StoreError):
+    errno = errno.EACCES
+
+
+class ReadOnly(StoreError):
+    errno = errno.EROFS
+
+
+class NoSpace(StoreError):
+    errno = errno.ENOSPC
+
+
+class FileTooLarge(StoreError):
+    errno = errno.EFBIG
+
+
+class NotEmpty(StoreError):
+    errno = errno.ENOTEMPTY
+
+
+class InvalidName(StoreError):
+    errno = errno.EINVAL
+
+
+class CrossDevice(StoreError):
+    errno = errno.EXDEV
+
+
+class RemoteIOError(StoreError):
+    errno = errno.EIO
+
+
+# HTTP status -> error class, for replies that carry no more specific code.
+_BY_STATUS: dict[int, type[StoreError]] = {
+    400: InvalidName,
+    401: PermissionDenied,
+    403: PermissionDenied,
+    404: NotFound,
+    409: AlreadyExists,
+    413: FileTooLarge,
+    507: NoSpace,
+}
+
+
+def error_for_status(status: int, message: str, *, code: int | None = None) -> StoreError:
+    """The typed error for a final (non-retried) HTTP failure."""
+    cls = _BY_STATUS.get(status, RemoteIOError)
+    return cls(message, status=status, code=code)

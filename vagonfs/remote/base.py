@@ -1,0 +1,125 @@
+"""The one interface the filesystem layer uses to reach any store.
+
+The filesystem knows nothing of HTTP, pagination or the shape of a store's
+namespace: it walks folders through :class:`Store` and gets :class:`Entry`
+values back. Each store module (``vagon``, ``tenant``, ``shannon``)
+implements it over its own API and declares what it can do in
+:class:`Capabilities`, the way rclone backends declare ``Features()``.
+
+Every method raises only :class:`vagonfs.errors.StoreError` subclasses, after
+the HTTP layer has retried what was safe to retry.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Callable, Hashable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import BinaryIO
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One file or folder as the store describes it.
+
+    ``key`` is whatever the store needs to address the entry again (an id for
+    Vagon, a path for the path-based stores); the filesystem treats it as an
+    opaque hashable. ``version`` changes whenever the content may have
+    changed, so (key, version) identifies cached bytes.
+    """
+
+    name: str
+    is_dir: bool
+    key: Hashable
+    size: int = 0
+    mtime: float = 0.0
+    version: str = ""
+    content_type: str | None = None
+    writable: bool = True  # False inside read-only views (recordings, Shannon, virtual folders)
+    ready: bool = True  # False while the store still assembles an upload (not readable yet)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a store can do, so the filesystem refuses early and documents why."""
+
+    read_only: bool
+    can_rename: bool  # files and folders can be moved server-side
+    max_file_size: int | None  # bytes; None = no limit the client knows of
+    forbidden_chars: str = "\0/"  # characters a name may not contain on this store
+    max_name_length: int = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    total: int  # bytes; 0 when the store does not say
+    used: int
+
+
+ProgressFn = Callable[[int], None]  # called with bytes confirmed so far
+
+
+class Store(abc.ABC):
+    """A remote file store seen as a tree of folders."""
+
+    capabilities: Capabilities
+
+    @abc.abstractmethod
+    async def root(self) -> Entry:
+        """The top folder of the store's tree."""
+
+    @abc.abstractmethod
+    def list(self, folder: Entry) -> AsyncIterator[list[Entry]]:
+        """Yield the folder's entries page by page, as the store serves them."""
+
+    @abc.abstractmethod
+    async def lookup(self, folder: Entry, name: str) -> Entry:
+        """The entry called ``name`` in ``folder``; NotFound when absent."""
+
+    @abc.abstractmethod
+    def read(self, entry: Entry, offset: int = 0, end: int | None = None
+             ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """Stream bytes [offset, end) of a file; ``end=None`` reads to its end.
+
+        One streaming request serves a whole sequential run; the chunks come
+        as the network delivers them.
+        """
+
+    @property
+    @abc.abstractmethod
+    def ranged_reads(self) -> bool:
+        """True when a read from an offset costs only the bytes asked for.
+
+        False where the server sends whole files (a tenant server that ignores
+        ``Range``, Shannon's deployed JSON downloads): the cache then fetches a
+        file once, whole.
+        """
+
+    @abc.abstractmethod
+    async def upload(self, folder: Entry, name: str, source: BinaryIO, size: int, *,
+                     content_type: str | None = None,
+                     progress: ProgressFn | None = None) -> Entry:
+        """Store ``size`` bytes read from ``source`` (a real file, read with
+        ``os.pread`` off the trio thread) as ``folder/name``, replacing any file
+        of that name only once the new content is complete. Returns the entry
+        as the store now holds it."""
+
+    @abc.abstractmethod
+    async def mkdir(self, folder: Entry, name: str) -> Entry:
+        ...
+
+    @abc.abstractmethod
+    async def delete(self, entry: Entry) -> None:
+        """Remove a file, or a folder the caller has checked is empty."""
+
+    @abc.abstractmethod
+    async def rename(self, entry: Entry, folder: Entry, name: str) -> Entry:
+        """Move ``entry`` to ``folder/name``, replacing a file there.
+
+        CrossDevice where the store has no server-side move.
+        """
+
+    @abc.abstractmethod
+    async def capacity(self) -> Capacity:
+        ...
