@@ -17,6 +17,9 @@ boundary (pyfuse3 lets any other exception end the whole mount)::
         ├── NotEmpty           ENOTEMPTY
         ├── InvalidName        EINVAL
         ├── CrossDevice        EXDEV   (a rename the store cannot do)
+        ├── NameTooLong        ENAMETOOLONG
+        ├── IsADirectory       EISDIR
+        ├── NotADirectory      ENOTDIR
         └── RemoteIOError      EIO     (retries exhausted, or nonsense from the server)
 
 Messages never contain credentials: the HTTP layer builds them from the
@@ -90,6 +93,18 @@ class CrossDevice(StoreError):
 
 class RemoteIOError(StoreError):
     errno = errno.EIO
+
+
+class NameTooLong(StoreError):
+    errno = errno.ENAMETOOLONG
+
+
+class IsADirectory(StoreError):
+    errno = errno.EISDIR
+
+
+class NotADirectory(StoreError):
+    errno = errno.ENOTDIR
 
 
 # HTTP status -> error class, for replies that carry no more specific code.
