@@ -2,24 +2,92 @@
 
 Subcommand modules are imported only when used, so `vagonfs emulator` does not
 load pyfuse3 and `vagonfs mount` does not load the ASGI stack.
+
+mount(8) runs ``vagonfs SOURCE MOUNTPOINT -o opts`` (through mount.fuse3) for
+``-t fuse.vagonfs`` and fstab lines, so that form means ``mount`` too.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
+from pathlib import Path
 
 from vagonfs import __version__
 from vagonfs.errors import ConfigError
+
+SUBCOMMANDS = ("mount", "unmount", "status", "emulator")
+
+# what mount(8) and fstab add that means nothing to a FUSE daemon
+_GENERIC_MOUNT_OPTIONS = {"rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "auto",
+                          "noauto", "user", "nouser", "users", "_netdev", "nofail",
+                          "defaults", "async", "sync", "atime", "noatime", "relatime"}
+_FLAG_OPTIONS = {"ro": "read_only", "read_only": "read_only", "allow_other": "allow_other",
+                 "foreground": "foreground"}
+
+
+def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="REMOTE:[PATH]", help="a remote from the config file, "
+                   "optionally with a folder inside it (work:shared/Projects)")
+    p.add_argument("mountpoint", metavar="MOUNTPOINT")
+    p.add_argument("-f", "--foreground", action="store_true",
+                   help="stay in the foreground and log to stderr")
+    p.add_argument("-o", dest="fuse_options", action="append", default=[], metavar="OPT[,OPT]",
+                   help="options in mount's style: ro, allow_other, uid=N, cache_dir=DIR, ... "
+                        "(any long option, with _ for -)")
+    p.add_argument("--config", help="config file (default $VAGONFS_CONFIG or "
+                   "$XDG_CONFIG_HOME/vagonfs/config.toml)")
+    p.add_argument("--read-only", action="store_true", help="refuse every change (EROFS)")
+    p.add_argument("--allow-other", action="store_true",
+                   help="let other users enter the mount (needs user_allow_other in "
+                        "/etc/fuse.conf unless root)")
+    p.add_argument("--uid", type=int, help="owner shown for every file (default: you)")
+    p.add_argument("--gid", type=int, help="group shown for every file (default: yours)")
+    p.add_argument("--umask", default="022", help="permission bits to clear (default 022)")
+    p.add_argument("--cache-dir", help="where data, uploads in progress and their journal "
+                   "live (default $XDG_CACHE_HOME/vagonfs)")
+    p.add_argument("--cache-max-size", default="10G",
+                   help="bound of the block cache of downloaded data (default 10G)")
+    p.add_argument("--attr-timeout", default="1s",
+                   help="how long the kernel trusts file attributes (default 1s)")
+    p.add_argument("--dir-cache-time", default="5m",
+                   help="how long a folder listing is reused (default 5m)")
+    p.add_argument("--write-back-delay", default="2s",
+                   help="how long a closed file waits before its upload (default 2s)")
+    p.add_argument("--log-level", default="INFO",
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-file", help="log here (default: stderr with -f, else "
+                   "<cache dir>/<remote>.log)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vagonfs",
         description="Mount Vagon Files, a tenant file store or Shannon workspaces as a folder.",
-    )
+        epilog="Also: vagonfs REMOTE:[PATH] MOUNTPOINT -o OPTS, as mount -t fuse.vagonfs runs it.")
     parser.add_argument("--version", action="version", version=f"vagonfs {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    mount = sub.add_parser("mount", help="mount a remote on a folder",
+                           description="Mount a remote (or a folder inside it) and return once "
+                                       "the mount is ready.")
+    _add_mount_arguments(mount)
+    mount.set_defaults(run=_mount)
+
+    unmount = sub.add_parser("unmount", aliases=["umount"],
+                             help="upload what is pending, then unmount")
+    unmount.add_argument("mountpoint", metavar="MOUNTPOINT")
+    unmount.add_argument("--timeout", type=float, default=None,
+                         help="give up (and stay mounted) if uploads take longer, in seconds")
+    unmount.set_defaults(run=_unmount)
+
+    status = sub.add_parser("status", help="pending uploads, cache use and request counts")
+    status.add_argument("mountpoint", metavar="MOUNTPOINT")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(run=_status)
 
     from vagonfs.emulator import server
 
@@ -32,9 +100,144 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _normalize_argv(argv: list[str]) -> list[str]:
+    """``vagonfs SOURCE MOUNTPOINT ...`` (mount.fuse3's form) means ``mount``."""
+    if argv and argv[0] not in SUBCOMMANDS and not argv[0].startswith("-") and ":" in argv[0]:
+        return ["mount", *argv]
+    return argv
+
+
+def _apply_fuse_options(args: argparse.Namespace) -> None:
+    """Fold ``-o a,b=c`` into the long options; ignore what mount(8) adds."""
+    for group in args.fuse_options:
+        for item in filter(None, group.split(",")):
+            name, _, value = item.partition("=")
+            if name in _GENERIC_MOUNT_OPTIONS or name.startswith("x-"):
+                continue
+            if name in _FLAG_OPTIONS and not value:
+                setattr(args, _FLAG_OPTIONS[name], True)
+                continue
+            attr = name.replace("-", "_")
+            if attr in ("source", "mountpoint", "fuse_options") or not hasattr(args, attr):
+                raise ConfigError(f"unknown mount option: {name}")
+            if not value:
+                raise ConfigError(f"mount option {name} needs a value ({name}=...)")
+            setattr(args, attr, int(value) if attr in ("uid", "gid") else value)
+
+
+def _mount_options(args: argparse.Namespace):
+    from vagonfs.config import (MountOptions, config_path, default_cache_dir, load_remote,
+                                parse_duration, parse_size)
+
+    _apply_fuse_options(args)
+    remote_name, sep, subpath = args.source.partition(":")
+    if not sep or not remote_name:
+        raise ConfigError(f"expected REMOTE:[PATH], got {args.source!r}")
+    remote = load_remote(remote_name, config_path(args.config))
+    try:
+        umask = int(str(args.umask), 8)
+    except ValueError:
+        raise ConfigError(f"umask must be octal, like 022 (got {args.umask!r})") from None
+    cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+    return MountOptions(
+        remote=remote, subpath=subpath.strip("/"),
+        mountpoint=Path(args.mountpoint).expanduser().absolute(),
+        cache_dir=cache_dir.absolute(),
+        read_only=bool(args.read_only), allow_other=bool(args.allow_other),
+        uid=args.uid if args.uid is not None else os.getuid(),
+        gid=args.gid if args.gid is not None else os.getgid(),
+        umask=umask, cache_max_size=parse_size(args.cache_max_size),
+        attr_timeout=parse_duration(args.attr_timeout),
+        dir_cache_time=parse_duration(args.dir_cache_time),
+        write_back_delay=parse_duration(args.write_back_delay),
+        log_level=args.log_level,
+        log_file=Path(args.log_file).expanduser().absolute() if args.log_file else None,
+        foreground=bool(args.foreground))
+
+
+def _mount(args: argparse.Namespace) -> int:
+    from vagonfs import logs, mount
+
+    options = _mount_options(args)
+    if not options.foreground:
+        log_file = options.log_file or options.cache_dir / f"{options.remote.name}.log"
+        argv = [a for a in sys.argv[1:] if a not in ("-f", "--foreground")]
+        return mount.launch_background(_normalize_argv(argv), log_file)
+    logs.setup(options.log_level, options.log_file)
+    return mount.run(options)
+
+
+def _unmount(args: argparse.Namespace) -> int:
+    from vagonfs import control, mount
+
+    try:
+        replies = control.request(args.mountpoint, {"cmd": "unmount", "timeout": args.timeout},
+                                  timeout=None)
+        tty = sys.stderr.isatty()
+        for reply in replies:
+            if "progress" in reply and tty:
+                pending = reply["progress"]
+                done = sum(u["progress"] for u in pending)
+                total = sum(u["size"] for u in pending)
+                print(f"\ruploading {len(pending)} file(s): {done >> 20}/{total >> 20} MiB",
+                      end="", file=sys.stderr, flush=True)
+            if "done" in reply:
+                if tty:
+                    print(file=sys.stderr)
+                failed = [u for u in reply["uploads"] if u["state"] == "failed"]
+                if not reply["done"]:
+                    print(f"vagonfs: uploads still pending after {args.timeout} s; "
+                          "still mounted", file=sys.stderr)
+                    return 1
+                for upload in failed:
+                    print(f"vagonfs: {upload['path']} was refused by the store "
+                          f"({upload['error']}); kept in {upload['spool']}", file=sys.stderr)
+    except (FileNotFoundError, ConnectionRefusedError):
+        if mount.socket_is_stale(args.mountpoint):
+            print(f"vagonfs: {args.mountpoint}: its daemon is gone (stale mount); "
+                  "cleaning up with fusermount3 -u", file=sys.stderr)
+            os.execvp("fusermount3", ["fusermount3", "-u", "-z", args.mountpoint])
+        print(f"vagonfs: no vagonfs mount at {args.mountpoint}", file=sys.stderr)
+        return 1
+    deadline = time.monotonic() + 10
+    while mount.is_mounted(args.mountpoint) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from vagonfs import control, mount
+
+    try:
+        status = next(control.request(args.mountpoint, {"cmd": "status"}))
+    except (FileNotFoundError, ConnectionRefusedError, StopIteration):
+        stale = mount.socket_is_stale(args.mountpoint)
+        print(f"vagonfs: {args.mountpoint}: " + (
+            "stale mount, its daemon is gone (vagonfs unmount cleans it up)" if stale
+            else "not a vagonfs mount"), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(f"{status['remote']}:{status['subpath']} ({status['type']}) on "
+          f"{status['mountpoint']}, pid {status['pid']}")
+    uploads = status["uploads"]
+    print(f"uploads pending: {len(uploads)}")
+    for u in uploads:
+        line = f"  {u['state']:<9} {u['path']}  {u['progress']}/{u['size']} bytes"
+        if u["error"]:
+            line += f"  last error: {u['error']}"
+        print(line)
+    cache = status["cache"]
+    print(f"cache: {cache['used'] >> 20} MiB of {cache['max'] >> 20} MiB in {cache['dir']}")
+    for name, value in sorted(status["requests"].items()):
+        print(f"{name}: {value}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_normalize_argv(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
