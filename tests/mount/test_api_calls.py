@@ -1,0 +1,67 @@
+"""What operations cost in API calls, counted by the emulator: deterministic,
+unlike timings, and the figure that decides how a mount feels on a real link."""
+
+from __future__ import annotations
+
+import math
+
+from .conftest import sh
+
+LIST_ROUTES = ("vagon.files", "tenant.list")
+
+
+def calls_since(mount, before: dict) -> dict:
+    after = mount.calls()
+    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+
+
+def test_vagon_ls_l_of_1000_entries_costs_its_list_pages_then_nothing(mount_factory,
+                                                                      emulator_factory):
+    emulator = emulator_factory("--per-page-cap", "100")
+    folder = emulator.admin("POST", "/_admin/populate",
+                            json={"store": "vagon", "parent_id": 0, "count": 1,
+                                  "prefix": "big", "object_type": "directory"})
+    emulator.admin("POST", "/_admin/populate",
+                   json={"store": "vagon", "parent_id": folder["parent_id"] if "parent_id"
+                         in folder else folder["ids"][0], "count": 1000, "prefix": "f",
+                         "size": 10})
+    mount = mount_factory("vagon", emulator=emulator, subpath="shared")
+    sh(f"ls -l {mount.path}")
+    before = mount.calls()
+    out = sh(f"ls -l {mount.path}/big000000")
+    assert out.count("\n") == 1001  # "total" plus one line per file
+    assert calls_since(mount, before) == {"vagon.files": math.ceil(1000 / 100)}
+    before = mount.calls()
+    sh(f"ls -l {mount.path}/big000000")
+    assert calls_since(mount, before) == {}
+
+
+def test_tenant_ls_l_costs_one_listing_then_nothing(mount_factory, emulator_factory):
+    emulator = emulator_factory()
+    emulator.admin("POST", "/_admin/populate",
+                   json={"store": "tenant", "path": "big", "count": 1000, "prefix": "f",
+                         "size": 10})
+    mount = mount_factory("tenant", emulator=emulator)
+    sh(f"ls -l {mount.path}")
+    before = mount.calls()
+    assert sh(f"ls -l {mount.path}/big").count("\n") == 1001
+    assert calls_since(mount, before) == {"tenant.list": 1}
+    before = mount.calls()
+    sh(f"ls -l {mount.path}/big")
+    assert calls_since(mount, before) == {}
+
+
+def test_rsync_of_100_new_files_costs_exactly_100_uploads(mount_factory, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(100):
+        (src / f"f{i:03d}.txt").write_text(f"file {i}\n")
+    for store, subpath, upload_routes in (("vagon", "shared", ("vagon.create", "vagon.complete")),
+                                          ("tenant", "", ("tenant.upload",))):
+        mount = mount_factory(store, subpath=subpath)
+        before = mount.calls()
+        sh(f"rsync -a {src}/ {mount.path}/dst/")
+        mount.wait_uploaded()
+        spent = calls_since(mount, before)
+        for route in upload_routes:
+            assert spent.get(route) == 100, (store, spent)
