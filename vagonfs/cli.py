@@ -19,7 +19,7 @@ from pathlib import Path
 from vagonfs import __version__
 from vagonfs.errors import ConfigError
 
-SUBCOMMANDS = ("mount", "unmount", "status", "emulator")
+SUBCOMMANDS = ("mount", "unmount", "umount", "status", "emulator", "demo")
 
 # what mount(8) and fstab add that means nothing to a FUSE daemon
 _GENERIC_MOUNT_OPTIONS = {"rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "auto",
@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(run=_status)
 
+    from vagonfs import demo
     from vagonfs.emulator import server
 
     emulator = sub.add_parser(
@@ -97,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "formats, auth and errors. See docs/EMULATOR.md.")
     server.add_arguments(emulator)
     emulator.set_defaults(run=server.run)
+
+    demo_cmd = sub.add_parser(
+        "demo", help="mount the emulator's demo data (all three stores) until Ctrl-C",
+        description="Start the emulator with its demo data and mount Vagon, tenant and "
+                    "Shannon under DIR/mnt; Ctrl-C uploads what is pending and unmounts.")
+    demo.add_arguments(demo_cmd)
+    demo_cmd.set_defaults(run=demo.run)
     return parser
 
 

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -86,6 +87,9 @@ def launch_background(argv: list[str], log_file: Path, timeout: float = 60.0) ->
 
 
 def _tell_parent(message: str) -> None:
+    """Say "ready" (or why not) to ``vagonfs mount``'s launcher, and to systemd."""
+    if message == "ready":
+        _notify_systemd(b"READY=1")
     fd = os.environ.pop(READY_FD_ENV, None)
     if fd is None:
         return
@@ -94,6 +98,20 @@ def _tell_parent(message: str) -> None:
         os.close(int(fd))
     except OSError:
         pass
+
+
+def _notify_systemd(state: bytes) -> None:
+    """sd_notify(3) for ``Type=notify`` units: one datagram to $NOTIFY_SOCKET."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendto(state, address)
+        except OSError as exc:
+            log.warning("could not notify systemd: %s", exc)
 
 
 # -- the daemon -------------------------------------------------------------

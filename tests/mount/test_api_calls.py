@@ -22,9 +22,8 @@ def test_vagon_ls_l_of_1000_entries_costs_its_list_pages_then_nothing(mount_fact
                             json={"store": "vagon", "parent_id": 0, "count": 1,
                                   "prefix": "big", "object_type": "directory"})
     emulator.admin("POST", "/_admin/populate",
-                   json={"store": "vagon", "parent_id": folder["parent_id"] if "parent_id"
-                         in folder else folder["ids"][0], "count": 1000, "prefix": "f",
-                         "size": 10})
+                   json={"store": "vagon", "parent_id": folder["ids"][0], "count": 1000,
+                         "prefix": "f", "size": 10})
     mount = mount_factory("vagon", emulator=emulator, subpath="shared")
     sh(f"ls -l {mount.path}")
     before = mount.calls()

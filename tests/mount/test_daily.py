@@ -1,0 +1,110 @@
+"""Daily use: the demo, mount(8) and fstab, a second mount, stale mounts, file managers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from vagonfs.mount import is_mounted
+
+from .conftest import sh, vagonfs
+
+ROOT_ONLY = pytest.mark.skipif(os.getuid() != 0, reason="mount(8) of a FUSE type needs root")
+
+
+def test_demo_mounts_all_three_stores_and_ctrl_c_cleans_up(tmp_path):
+    demo = subprocess.Popen([sys.executable, "-m", "vagonfs", "demo", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            assert line, "demo exited early:\n" + "".join(lines)
+            lines.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        mnt = tmp_path / "mnt"
+        assert all(is_mounted(mnt / store) for store in ("vagon", "tenant", "shannon"))
+        assert "Projects" in os.listdir(mnt / "vagon/shared")
+        assert "README.md" in os.listdir(mnt / "tenant")
+        assert len(os.listdir(mnt / "shannon")) == 2
+        (mnt / "tenant/hello.txt").write_text("kept across demo runs\n")
+    finally:
+        demo.send_signal(signal.SIGINT)
+        out, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 0, "".join(lines) + out
+    assert not any(is_mounted(tmp_path / "mnt" / s) for s in ("vagon", "tenant", "shannon"))
+    assert "unmounted" in out
+
+
+def test_second_mount_on_the_same_mountpoint_is_refused(vagon_mount, tmp_path):
+    result = vagonfs("mount", *vagon_mount.args(), check=False)
+    assert result.returncode != 0
+    assert "already a mount point" in result.stderr
+
+
+def test_stale_mount_is_detected_and_cleaned_up(vagon_mount):
+    for pid in vagon_mount.daemon_pids():
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while vagon_mount.daemon_pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    status = vagonfs("status", str(vagon_mount.path), check=False)
+    assert status.returncode != 0 and "stale mount" in status.stderr
+    result = vagonfs("unmount", str(vagon_mount.path), check=False)
+    assert "stale" in result.stderr
+    assert not is_mounted(vagon_mount.path)
+
+
+def _mount_helper_ready():
+    return (os.getuid() == 0 and shutil.which("mount.fuse3", path="/sbin:/usr/sbin:/usr/bin")
+            and os.path.exists("/usr/local/bin/vagonfs"))
+
+
+@pytest.mark.skipif(not _mount_helper_ready(),
+                    reason="needs root, mount.fuse3 and /usr/local/bin/vagonfs "
+                           "(scripts/setup.sh installs it when run as root)")
+@pytest.mark.parametrize("how", ["mount -t", "fstab"])
+def test_mount_t_fuse_vagonfs_and_an_fstab_line(vagon_mount, tmp_path, how):
+    vagon_mount.stop()
+    options = (f"config={vagon_mount.config},cache_dir={vagon_mount.cache},"
+               f"log_file={vagon_mount.log},attr_timeout=2s,_netdev")
+    if how == "fstab":
+        fstab = tmp_path / "fstab"
+        fstab.write_text(f"emu:shared {vagon_mount.path} fuse.vagonfs {options} 0 0\n")
+        command = ["mount", "-T", str(fstab), str(vagon_mount.path)]
+    else:
+        command = ["mount", "-t", "fuse.vagonfs", "emu:shared", str(vagon_mount.path),
+                   "-o", options]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr + vagon_mount.log_text()
+    assert is_mounted(vagon_mount.path)
+    sh(f"echo via-mount > {vagon_mount.path}/m.txt")
+    assert (vagon_mount.path / "m.txt").read_text() == "via-mount\n"
+    fstype = sh(f"findmnt -n -o FSTYPE,SOURCE {vagon_mount.path}").split()
+    assert fstype == ["fuse.vagonfs", "vagonfs:emu"]
+
+
+def test_gio_browsing_reads_no_file_contents(mount_factory, demo_emulator):
+    if not shutil.which("gio"):
+        pytest.skip("gio is not installed (scripts/setup.sh installs libglib2.0-bin)")
+    mount = mount_factory("vagon", emulator=demo_emulator, subpath="shared")
+    before = mount.calls()
+    listing = sh(f"gio list -a 'standard::*' '{mount.path}/Big folder'")
+    assert listing.count("\n") >= 250
+    sh(f"gio info '{mount.path}/Media/sample-video.bin'")
+    after = mount.calls()
+    spent = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    assert spent.get("s3.get_object", 0) == 0 and spent.get("vagon.download_link", 0) == 0, spent
+    info = sh(f"stat -c '%s %b %B' '{mount.path}/Media/sample-video.bin'").split()
+    size, blocks, unit = map(int, info)
+    assert blocks * unit >= size and blocks * unit < size + 8192  # st_blocks as on a disk
+    mime = os.getxattr(mount.path / "Docs/README.txt", "user.mime_type")
+    assert mime.startswith(b"text/")

@@ -1,0 +1,225 @@
+"""Nothing lost: faults injected by the emulator, crashes and concurrency, through real mounts.
+
+Every test ends by comparing sha256 of what reads back through the mount and of
+what the store holds (read after a remount with an empty cache, or straight
+from the emulator), so a retry that silently corrupted data cannot pass.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from .conftest import Mount, sh
+from .test_tools import sha256
+
+MiB = 1024 * 1024
+
+
+def fresh_read(mount: Mount, relpath: str) -> str:
+    """sha256 of a file as the store holds it: remount with an empty block cache."""
+    mount.stop()
+    shutil.rmtree(mount.cache / "emu" / "blocks", ignore_errors=True)
+    mount.start()
+    return sha256(mount.path / relpath)
+
+
+@pytest.fixture
+def big_file(tmp_path):
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(24 * MiB))
+    return path
+
+
+@pytest.mark.parametrize("store,subpath,upload_route", [
+    ("vagon", "shared", "s3.part_put"), ("tenant", "", "tenant.upload")])
+def test_5xx_and_429_bursts_on_upload_listing_and_download(mount_factory, emulator_factory,
+                                                           big_file, store, subpath,
+                                                           upload_route):
+    emulator = emulator_factory()
+    mount = mount_factory(store, emulator=emulator, subpath=subpath)
+    emulator.set_faults({"rules": [
+        {"route": upload_route, "status": 503, "times": 3},
+        {"route": f"{store}.*", "status": 429, "retry_after": 1, "times": 2},
+    ]})
+    sh(f"cp {big_file} {mount.path}/big.bin")
+    mount.wait_uploaded(timeout=120)
+    assert emulator.stats()["errors"].get(upload_route, 0) >= 1
+    download = "s3.get_object" if store == "vagon" else "tenant.download"
+    list_route = "vagon.files" if store == "vagon" else "tenant.list"
+    mount.stop()
+    shutil.rmtree(mount.cache / "emu" / "blocks", ignore_errors=True)
+    emulator.set_faults({"rules": [
+        {"route": download, "status": 500, "times": 2},
+        {"route": list_route, "status": 503, "times": 2},
+    ]})
+    mount.start()
+    assert sha256(mount.path / "big.bin") == sha256(big_file)
+    errors = emulator.stats()["errors"]
+    assert errors.get(download, 0) >= 1 and errors.get(list_route, 0) >= 1
+
+
+@pytest.mark.parametrize("store,subpath,download", [
+    ("vagon", "shared", "s3.get_object"), ("tenant", "", "tenant.download")])
+def test_connection_cut_mid_download_and_mid_part(mount_factory, emulator_factory, big_file,
+                                                  store, subpath, download):
+    emulator = emulator_factory()
+    mount = mount_factory(store, emulator=emulator, subpath=subpath)
+    if store == "vagon":
+        emulator.set_faults({"rules": [{"route": "s3.part_put", "cut_after": 100_000,
+                                        "times": 1}]})
+    sh(f"cp {big_file} {mount.path}/big.bin")
+    mount.wait_uploaded(timeout=120)
+    mount.stop()
+    shutil.rmtree(mount.cache / "emu" / "blocks", ignore_errors=True)
+    emulator.set_faults({"rules": [{"route": download, "cut_after": 3 * MiB + 17,
+                                    "times": 2}]})
+    mount.start()
+    assert sha256(mount.path / "big.bin") == sha256(big_file)
+
+
+def test_download_link_expiring_in_the_middle_of_a_long_read(mount_factory, emulator_factory,
+                                                             big_file):
+    emulator = emulator_factory()
+    mount = mount_factory("vagon", emulator=emulator, subpath="shared")
+    sh(f"cp {big_file} {mount.path}/big.bin")
+    mount.wait_uploaded()
+    mount.stop()
+    shutil.rmtree(mount.cache / "emu" / "blocks", ignore_errors=True)
+    mount.start()
+    before = mount.calls().get("vagon.download_link", 0)
+    with open(mount.path / "big.bin", "rb") as fh:
+        first = fh.read(4 * MiB)
+        emulator.expire_links()  # every link handed out so far is now refused with 403
+        rest = fh.read()
+    assert hashlib.sha256(first + rest).hexdigest() == sha256(big_file)
+    assert mount.calls()["vagon.download_link"] - before >= 2  # the link was refreshed
+
+
+def test_emulator_restart_while_the_mount_is_busy(mount_factory, emulator_factory, big_file):
+    emulator = emulator_factory()
+    mount = mount_factory("vagon", emulator=emulator, subpath="shared")
+    emulator.set_faults({"rules": [{"route": "s3.part_put", "latency_ms": 300}]})
+    copy = subprocess.Popen(["cp", str(big_file), str(mount.path / "big.bin")])
+    assert copy.wait(timeout=60) == 0
+    emulator.restart()  # faults go with the old process; the data dir stays
+    mount.wait_uploaded(timeout=120)
+    assert fresh_read(mount, "big.bin") == sha256(big_file)
+
+
+def test_sigkill_during_upload_then_remount_completes_from_the_journal(mount_factory,
+                                                                       emulator_factory,
+                                                                       big_file):
+    emulator = emulator_factory()
+    mount = mount_factory("vagon", emulator=emulator, subpath="shared")
+    emulator.set_faults({"rules": [{"route": "s3.part_put", "latency_ms": 5000}]})
+    sh(f"cp {big_file} {mount.path}/big.bin")  # close returns: data is in the journal
+    deadline = time.monotonic() + 30
+    while not any(u["state"] == "uploading" for u in mount.status()["uploads"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    mount.kill(signal.SIGKILL)
+    assert emulator.stats()["requests"].get("vagon.complete", 0) == 0
+    emulator.clear_faults()
+    mount.start()
+    # the pending file is visible at once, with its full size, before the upload ends
+    assert (mount.path / "big.bin").stat().st_size == big_file.stat().st_size
+    mount.wait_uploaded(timeout=120)
+    assert fresh_read(mount, "big.bin") == sha256(big_file)
+
+
+def test_fusermount_u_leaves_the_journal_for_the_next_mount(mount_factory, emulator_factory,
+                                                            big_file):
+    emulator = emulator_factory()
+    mount = mount_factory("tenant", emulator=emulator,
+                          options=("--write-back-delay", "60s"))
+    sh(f"cp {big_file} {mount.path}/big.bin")
+    pids = mount.daemon_pids()
+    subprocess.run(["fusermount3", "-u", str(mount.path)], check=True)
+    for pid in pids:  # the daemon finishes the upload it owes, then exits
+        deadline = time.monotonic() + 60
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.1)
+    mount.options = ()
+    mount.start()
+    mount.wait_uploaded()
+    assert fresh_read(mount, "big.bin") == sha256(big_file)
+
+
+def test_two_writers_in_one_folder_and_a_reader_during_a_rewrite(tenant_mount, tmp_path):
+    root = tenant_mount.path
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(os.urandom(5 * MiB))
+    b.write_bytes(os.urandom(5 * MiB))
+    writers = [subprocess.Popen(["cp", str(src), str(root / src.name)]) for src in (a, b)]
+    assert [w.wait(timeout=60) for w in writers] == [0, 0]
+    tenant_mount.wait_uploaded()
+    assert sha256(root / "a.bin") == sha256(a) and sha256(root / "b.bin") == sha256(b)
+
+    # a reader that opened the old content keeps reading it whole, or sees the new one whole
+    old = sha256(root / "a.bin")
+    results = []
+
+    def reader():
+        results.append(sha256(root / "a.bin"))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    sh(f"cp {b} {root}/a.bin")
+    thread.join(timeout=60)
+    assert results and results[0] in (old, sha256(b))
+    tenant_mount.wait_uploaded()
+    assert fresh_read(tenant_mount, "a.bin") == sha256(b)
+
+
+def test_deleting_a_file_open_for_reading(tenant_mount, tmp_path):
+    root = tenant_mount.path
+    payload = os.urandom(3 * MiB)
+    (root / "gone.bin").write_bytes(payload)
+    tenant_mount.wait_uploaded()
+    with open(root / "gone.bin", "rb") as fh:
+        head = fh.read(MiB)
+        os.unlink(root / "gone.bin")
+        assert not (root / "gone.bin").exists()
+        rest = fh.read()  # what was opened stays readable, as on a local disk
+    assert head + rest == payload
+    tenant_mount.remount()
+    assert not (root / "gone.bin").exists()
+
+
+def test_errors_at_the_syscall(mount_factory, emulator_factory, tmp_path):
+    emulator = emulator_factory("--tenant-quota", str(2 * MiB))
+    mount = mount_factory("tenant", emulator=emulator)
+    # EFBIG while writing past 50 MiB, not after the whole copy
+    result = subprocess.run(["dd", "if=/dev/zero", f"of={mount.path}/huge.bin", "bs=1M",
+                             "count=60"], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "File too large" in result.stderr
+    # ENOSPC from fsync when the store's quota is full; the data is kept
+    result = subprocess.run(["dd", "if=/dev/urandom", f"of={mount.path}/full.bin", "bs=1M",
+                             "count=3", "conv=fsync"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode != 0 and "No space left on device" in result.stderr
+    failed = [u for u in mount.status()["uploads"] if u["state"] == "failed"]
+    assert failed and "full.bin" in failed[0]["path"] and os.path.exists(failed[0]["spool"])
+    assert os.path.getsize(failed[0]["spool"]) == 3 * MiB
+
+
+def test_enoent_when_a_file_vanished_behind_the_mount(mount_factory, emulator_factory):
+    emulator = emulator_factory()
+    other = mount_factory("tenant", emulator=emulator)
+    (other.path / "vanish.txt").write_text("soon gone")
+    other.wait_uploaded()
+    mount = mount_factory("tenant", emulator=emulator)
+    assert "vanish.txt" in os.listdir(mount.path)  # listed, not yet read
+    os.unlink(other.path / "vanish.txt")  # deleted through another mount
+    with pytest.raises(OSError) as exc:
+        (mount.path / "vanish.txt").read_text()
+    assert exc.value.errno == errno.ENOENT
