@@ -1,0 +1,68 @@
+"""What every route handler reaches: settings, storage, links, faults, stats.
+
+One ``Emulator`` per process, hung on the Starlette app's state, so handlers
+stay plain functions of their request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+
+from vagonfs.emulator.faults import Faults
+from vagonfs.emulator.storage import Storage
+
+
+@dataclass
+class Stats:
+    """Requests and errors per route name, bytes in and out (admin not counted)."""
+    requests: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def snapshot(self) -> dict:
+        with self.lock:
+            return {"requests": dict(self.requests), "errors": dict(self.errors),
+                    "bytes_in": self.bytes_in, "bytes_out": self.bytes_out}
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.errors.clear()
+            self.bytes_in = self.bytes_out = 0
+
+
+@dataclass
+class Emulator:
+    settings: argparse.Namespace
+    storage: Storage
+    faults: Faults
+    links: object  # s3.Presigner (typed loosely to keep the import graph one-way)
+    public_url: str
+    stats: Stats = field(default_factory=Stats)
+    completing: dict = field(default_factory=dict)  # file id -> asyncio.Lock of its complete
+
+    @property
+    def api_key(self) -> str:
+        return self.settings.api_key
+
+
+def of(request: Request) -> Emulator:
+    return request.app.state.emulator
+
+
+def bearer_ok(request: Request, api_key: str) -> bool:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and same_secret(token.strip(), api_key)
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison, so the emulator does not teach timing attacks."""
+    return hmac.compare_digest(given.encode(), expected.encode())

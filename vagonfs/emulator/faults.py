@@ -1,0 +1,95 @@
+"""Injected faults: which requests fail, stall or lose their connection.
+
+Rules match route names with ``fnmatch``; ``times`` spends a rule after N
+matches, ``rate`` fires it with that probability (seeded, so a run repeats).
+The first rule that fires for a request decides its fate; latency adds up
+(the global ``latency_ms`` plus every matching rule's). The middleware in
+``app.py`` applies the decision.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import random
+import threading
+from dataclasses import dataclass
+
+_RULE_KEYS = {"route", "status", "retry_after", "times", "rate", "cut_after", "latency_ms"}
+
+
+class FaultError(ValueError):
+    """A fault configuration that cannot be applied (the message says why)."""
+
+
+@dataclass
+class Decision:
+    latency_ms: float = 0
+    status: int | None = None
+    retry_after: float | None = None
+    cut_after: int | None = None
+
+
+class Faults:
+    def __init__(self, link_ttl: int):
+        self._lock = threading.Lock()
+        self._default_ttl = link_ttl  # --link-ttl: what a config without link_ttl means
+        self._set({})
+
+    def _set(self, config: dict) -> None:
+        self.latency_ms = float(config.get("latency_ms", 0))
+        self.seed = config.get("seed")
+        self.rules = [dict(rule) for rule in config.get("rules", [])]
+        self.archive_delay_ms = float(config.get("archive_delay_ms", 0))
+        self.link_ttl = int(config.get("link_ttl", self._default_ttl))
+        self._random = random.Random(self.seed)
+
+    def replace(self, config: object) -> None:
+        """Replace the whole configuration (``PUT /_admin/faults``); what it leaves out
+        goes back to its default. A malformed config is refused whole."""
+        if not isinstance(config, dict):
+            raise FaultError("faults must be a JSON object")
+        rules = config.get("rules", [])
+        if not isinstance(rules, list):
+            raise FaultError("rules must be a list")
+        for rule in rules:
+            if not isinstance(rule, dict) or not isinstance(rule.get("route"), str):
+                raise FaultError("each rule needs a route pattern")
+            unknown = set(rule) - _RULE_KEYS
+            if unknown:
+                raise FaultError(f"unknown rule field(s): {', '.join(sorted(unknown))}")
+        try:
+            with self._lock:
+                self._set(config)
+        except (TypeError, ValueError) as exc:
+            raise FaultError(f"bad fault value: {exc}") from None
+
+    def clear(self) -> None:
+        """Back to the start: no rules, no latency, the command line's link lifetime."""
+        with self._lock:
+            self._set({})
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {"latency_ms": self.latency_ms, "rules": [dict(r) for r in self.rules],
+                    "link_ttl": self.link_ttl, "archive_delay_ms": self.archive_delay_ms,
+                    "seed": self.seed}
+
+    def decide(self, route: str) -> Decision:
+        decision = Decision(latency_ms=self.latency_ms)
+        with self._lock:
+            for rule in self.rules:
+                if not fnmatch.fnmatchcase(route, rule["route"]):
+                    continue
+                if rule.get("times") is not None and rule["times"] <= 0:
+                    continue
+                if rule.get("rate") is not None and self._random.random() >= rule["rate"]:
+                    continue
+                decision.latency_ms += float(rule.get("latency_ms", 0))
+                acts = rule.get("status") is not None or rule.get("cut_after") is not None
+                if acts and decision.status is None and decision.cut_after is None:
+                    decision.status = rule.get("status")
+                    decision.retry_after = rule.get("retry_after")
+                    decision.cut_after = rule.get("cut_after")
+                if rule.get("times") is not None:
+                    rule["times"] -= 1
+        return decision
