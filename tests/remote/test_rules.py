@@ -1,0 +1,117 @@
+"""The clients' pure rules: retry decisions, names, part sizes, link expiry,
+Shannon content decoding. No server needed."""
+
+from __future__ import annotations
+
+import base64
+import errno
+
+import httpx
+import pytest
+
+from vagonfs.errors import InvalidName, RemoteIOError
+from vagonfs.remote.http import (RetryPolicy, is_temporary, reply_shape, safe_url,
+                                 server_message)
+from vagonfs.remote.shannon import decode_content
+from vagonfs.remote.vagon import MiB, check_name, link_expiry, local_names, part_size_mb
+
+
+def _reply(status: int, **kwargs) -> httpx.Response:
+    return httpx.Response(status, request=httpx.Request("POST", "http://h/x"), **kwargs)
+
+
+@pytest.mark.parametrize("status,idempotent,expected", [
+    (429, False, True), (503, False, True), (500, True, True), (500, False, False),
+    (502, True, True), (504, False, False), (507, True, False), (404, True, False),
+    (401, True, False),
+])
+def test_temporary_replies(status, idempotent, expected):
+    assert is_temporary(_reply(status), idempotent=idempotent) is expected
+
+
+def test_temporary_network_failures():
+    request = httpx.Request("POST", "http://h/x")
+    never_sent = httpx.ConnectError("refused", request=request)
+    cut = httpx.ReadError("reset", request=request)
+    assert is_temporary(never_sent, idempotent=False)
+    assert is_temporary(cut, idempotent=True)
+    assert not is_temporary(cut, idempotent=False)
+
+
+def test_backoff_is_bounded_and_honours_retry_after():
+    policy = RetryPolicy(base_delay=0.5, max_delay=30)
+    assert all(0 <= policy.delay(n, None) <= 30 for n in range(1, 20))
+    assert policy.delay(1, 7.0) == 7.0
+    assert policy.delay(1, 10_000) == policy.max_retry_after
+
+
+def test_urls_lose_their_query_and_messages_come_from_the_server():
+    url = "http://u:p@h:1/_s3/objects/b?X-Amz-Signature=abc&X-Amz-Date=1"
+    assert safe_url(url) == "http://h:1/_s3/objects/b"
+    envelope = {"client_code": 409, "message": "File already exists"}
+    assert server_message(_reply(409, json=envelope)) == "File already exists"
+    assert server_message(_reply(403, content=b"<Error><Code>AccessDenied</Code>"
+                                 b"<Message>Request has expired</Message></Error>")) \
+        == "Request has expired"
+    assert server_message(_reply(413, json={"error": "file too large"})) == "file too large"
+
+
+@pytest.mark.parametrize("name", ["a:b", "what?", "x|y", 'q"t', "a\\b", "a/b", "tab\there",
+                                  "", "x" * 256])
+def test_names_vagon_refuses(name):
+    with pytest.raises(InvalidName):
+        check_name(name)
+
+
+def test_names_vagon_takes():
+    for name in ("report.pdf", "Computer #100", "ünïcode ✓", "x" * 255, "a b (1)"):
+        check_name(name)
+
+
+def test_machine_names_map_to_unique_valid_names():
+    names = local_names([(100, "Computer #100"), (7, "a/b"), (8, "dup"), (9, "dup"),
+                         (10, ""), (11, ".."), (12, "nul\0here"), (13, "dup (8)")])
+    assert names[100] == "Computer #100"
+    assert names[7] == "a∕b"
+    assert names[10] == "machine 10" and names[11] == "machine 11"
+    assert names[12] == "nul_here"
+    assert len(set(names.values())) == len(names)
+    assert names[9] == "dup (9)"
+    assert all("/" not in n and "\0" not in n for n in names.values())
+    # deterministic whatever the order the server lists machines in
+    assert local_names(reversed(list({k: v for k, v in [
+        (100, "Computer #100"), (7, "a/b"), (8, "dup"), (9, "dup"), (10, ""), (11, ".."),
+        (12, "nul\0here"), (13, "dup (8)")]}.items()))) == names
+
+
+def test_part_sizes_grow_with_the_file():
+    assert part_size_mb(0) == 8
+    assert part_size_mb(100 * MiB) == 8
+    assert part_size_mb(20 * 1024 * MiB) == 32
+    assert part_size_mb(10 ** 12) <= 5120
+    assert 10 ** 12 / (part_size_mb(10 ** 12) * MiB) <= 10_000
+
+
+def test_link_expiry_from_the_url_or_the_reply():
+    url = "http://h/_s3/objects/b?X-Amz-Date=20261123T065100Z&X-Amz-Expires=900&X-Amz-Signature=x"
+    assert link_expiry(url, None) == 1795416660 + 900
+    assert link_expiry("http://h/o", "2026-11-23T07:06:00Z") == 1795416660 + 900
+
+
+def test_shannon_content_decodes_by_type_and_size():
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    encoded = base64.b64encode(png).decode()
+    assert decode_content(encoded, "image/png", len(png)) == png
+    assert decode_content("a,b\n1,2\n", "text/csv", 8) == b"a,b\n1,2\n"
+    assert decode_content('{"a": 1}', "application/json; charset=utf-8", 8) == b'{"a": 1}'
+    # text that happens to be valid base64 stays text when the size says so
+    assert decode_content("abcd", "application/octet-stream", 4) == b"abcd"
+    # base64 announced as text is decoded when only that fits the size
+    assert decode_content(encoded, "text/plain", len(png)) == png
+
+
+def test_a_malformed_reply_is_an_io_error_not_a_crash():
+    with pytest.raises(RemoteIOError) as caught:
+        with reply_shape("listing"):
+            {}["files"]
+    assert caught.value.errno == errno.EIO and "listing" in str(caught.value)

@@ -1,0 +1,194 @@
+"""Shannon session workspaces: read-only, one folder per session.
+
+The root lists the caller's sessions (pages of 100), each a folder named by
+its ``session_id``; inside, folders are listed one level at a time and
+descended on demand. Keys are ``(session_id, relative path)``, the root
+``("", "")``; versions ``<size>@<modified_at>`` (the deployed gateway sends no
+time, so there it is the size alone).
+
+The gateway's deployed handlers differ from its documentation (API-NOTES §3),
+so both are accepted:
+
+- listing: documented ``{size, modified_at}`` with paths starting with ``/``,
+  deployed ``{size_bytes}`` with relative paths (and ``recursive`` ignored);
+  entries deeper than the folder asked for are dropped either way;
+- download: documented raw bytes, deployed JSON ``{content, content_type,
+  size_bytes}`` whose ``content`` is text for textual types and base64
+  otherwise. Which one is decided by the content type, checked against
+  ``size_bytes`` when the content does not decode as announced.
+
+A deployed download is one JSON document, so files are always fetched whole
+(``ranged_reads`` false) and sliced here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
+from typing import BinaryIO
+from urllib.parse import quote
+
+import httpx
+
+from vagonfs.errors import IsADirectory, NotFound, ReadOnly, RemoteIOError
+from vagonfs.remote.base import Capabilities, Capacity, Entry, ProgressFn, Store
+from vagonfs.remote.http import HeaderAuth, HttpClient, parse_timestamp, reply_shape
+
+SESSIONS_PAGE = 100
+_TEXT_TYPES = ("application/json", "application/xml")
+
+ROOT_KEY = ("", "")
+
+
+def _is_text(content_type: str | None) -> bool:
+    kind = (content_type or "").split(";")[0].strip().lower()
+    return kind.startswith("text/") or kind in _TEXT_TYPES
+
+
+def decode_content(content: str, content_type: str | None, size: int | None) -> bytes:
+    """The file's bytes from a deployed download's ``content``.
+
+    Text types carry the text itself, others base64; when the announced form
+    does not give ``size`` bytes and the other one does, the other one wins.
+    """
+    as_text = content.encode("utf-8")
+    try:
+        as_base64 = base64.b64decode(content, validate=True)
+    except (binascii.Error, ValueError):
+        as_base64 = None
+    candidates = [as_text, as_base64] if _is_text(content_type) else [as_base64, as_text]
+    candidates = [c for c in candidates if c is not None]
+    for candidate in candidates:
+        if size is None or len(candidate) == size:
+            return candidate
+    return candidates[0]
+
+
+def download_bytes(response: httpx.Response) -> bytes:
+    """A download reply in either form, as the file's bytes."""
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if kind == "application/json":
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("content"), str) \
+                and ("success" in data or "size_bytes" in data):
+            size = data.get("size_bytes")
+            return decode_content(data["content"], data.get("content_type"),
+                                  size if isinstance(size, int) else None)
+    return response.content
+
+
+class ShannonStore(Store):
+    capabilities = Capabilities(read_only=True, can_rename=False, max_file_size=None)
+
+    def __init__(self, http: HttpClient, url: str, api_key: str):
+        self.http = http
+        self._base = url.rstrip("/") + "/api/v1/sessions"
+        self._auth = HeaderAuth("X-API-Key", api_key)
+
+    @property
+    def ranged_reads(self) -> bool:
+        return False
+
+    async def _get(self, path: str = "", params: dict | None = None) -> httpx.Response:
+        return await self.http.request("GET", self._base + path, params=params, auth=self._auth)
+
+    async def _json(self, path: str = "", params: dict | None = None) -> dict:
+        response = await self._get(path, params)
+        with reply_shape(f"Shannon {path or 'sessions'}"):
+            data = response.json()
+            if not isinstance(data, dict):
+                raise TypeError("not a JSON object")
+        if data.get("success") is False:
+            raise RemoteIOError(f"Shannon: {data.get('error') or 'request failed'}")
+        return data
+
+    async def root(self) -> Entry:
+        return Entry("", True, key=ROOT_KEY, writable=False)
+
+    async def list(self, folder: Entry) -> AsyncIterator[list[Entry]]:
+        session, path = folder.key
+        if not session:
+            async for page in self._sessions():
+                yield page
+            return
+        params = {"path": path} if path else None
+        reply = await self._json(f"/{quote(session, safe='')}/files", params)
+        with reply_shape("Shannon listing"):
+            entries = [e for item in reply.get("files") or []
+                       if (e := self._entry(session, path, item))]
+        yield entries
+
+    async def _sessions(self) -> AsyncIterator[list[Entry]]:
+        offset = 0
+        while True:
+            reply = await self._json(params={"limit": SESSIONS_PAGE, "offset": offset})
+            sessions = reply.get("sessions") or []
+            with reply_shape("Shannon sessions"):
+                page = [Entry(str(s["session_id"]), True, key=(str(s["session_id"]), ""),
+                              mtime=parse_timestamp(s.get("updated_at") or s.get("created_at")),
+                              writable=False) for s in sessions]
+            yield page
+            offset += len(sessions)
+            total = reply.get("total_count")
+            if not sessions or (isinstance(total, int) and offset >= total) \
+                    or (total is None and len(sessions) < SESSIONS_PAGE):
+                return
+
+    def _entry(self, session: str, folder: str, item: dict) -> Entry | None:
+        name = item.get("name") or ""
+        path = str(item.get("path") or (f"{folder}/{name}" if folder else name)).strip("/")
+        parent = path.rpartition("/")[0]
+        if parent != folder:  # a recursive answer: deeper entries show in their own folder
+            return None
+        if item.get("is_dir"):
+            return Entry(name, True, key=(session, path), writable=False,
+                         mtime=parse_timestamp(item.get("modified_at")))
+        size = int(item.get("size", item.get("size_bytes")) or 0)
+        modified = item.get("modified_at") or ""
+        return Entry(name, False, key=(session, path), size=size,
+                     mtime=parse_timestamp(modified), version=f"{size}@{modified}",
+                     writable=False)
+
+    async def lookup(self, folder: Entry, name: str) -> Entry:
+        async with aclosing(self.list(folder)) as pages:
+            async for page in pages:
+                for entry in page:
+                    if entry.name == name:
+                        return entry
+        raise NotFound(f"{name} not found")
+
+    @asynccontextmanager
+    async def read(self, entry: Entry, offset: int = 0, end: int | None = None):
+        if entry.is_dir:
+            raise IsADirectory(f"{entry.name} is a folder")
+        session, path = entry.key
+        response = await self._get(f"/{quote(session, safe='')}/files/{quote(path, safe='/')}")
+        data = download_bytes(response)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            if data[offset:end]:
+                yield data[offset:end]
+
+        yield chunks()
+
+    async def upload(self, folder: Entry, name: str, source: BinaryIO, size: int, *,
+                     content_type: str | None = None,
+                     progress: ProgressFn | None = None) -> Entry:
+        raise ReadOnly("Shannon workspaces are read-only")
+
+    async def mkdir(self, folder: Entry, name: str) -> Entry:
+        raise ReadOnly("Shannon workspaces are read-only")
+
+    async def delete(self, entry: Entry) -> None:
+        raise ReadOnly("Shannon workspaces are read-only")
+
+    async def rename(self, entry: Entry, folder: Entry, name: str) -> Entry:
+        raise ReadOnly("Shannon workspaces are read-only")
+
+    async def capacity(self) -> Capacity:
+        return Capacity(0, 0)

@@ -1,0 +1,164 @@
+"""The tenant file store: a plain path-based API under ``/api/v1/files``.
+
+Keys are the store's relative paths (``""`` for the root), versions
+``<size>@<updated_at>`` for files. Listings are not paginated: each folder is
+one page. Uploads are one multipart/form-data POST per file, streamed from the
+local copy (read off the trio thread) so a 50 MiB file never sits in memory;
+the API replaces a file whole, so an upload is safe to retry. The server
+refuses files over 50 MiB (413, FileTooLarge) and uploads over the quota
+(507, NoSpace); the API has no quota endpoint, so capacity is unknown (0, 0).
+
+Whether downloads honour ``Range`` is not documented: reads ask for ranges,
+and the first whole-file answer (200 to a ranged request) turns
+``ranged_reads`` off, so the cache fetches files whole from then on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
+from typing import BinaryIO
+
+import httpx
+import trio
+
+from vagonfs.errors import AlreadyExists, IsADirectory, NotEmpty, NotFound, RemoteIOError
+from vagonfs.remote.base import Capabilities, Capacity, Entry, ProgressFn, Store
+from vagonfs.remote.http import HeaderAuth, HttpClient, parse_timestamp, reply_shape
+
+MAX_FILE_SIZE = 52_428_800  # 50 MiB, accepted exactly
+READ_CHUNK = 1024 * 1024
+
+
+def _join(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
+
+
+def _quote(value: str) -> str:
+    """A quoted-string for a multipart header parameter (RFC 7578 §4.2)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class TenantStore(Store):
+    capabilities = Capabilities(read_only=False, can_rename=True, max_file_size=MAX_FILE_SIZE)
+
+    def __init__(self, http: HttpClient, url: str, api_key: str):
+        self.http = http
+        self._files = url.rstrip("/") + "/api/v1/files"
+        self._auth = HeaderAuth("Authorization", f"Bearer {api_key}")
+        self._ranged = True
+
+    @property
+    def ranged_reads(self) -> bool:
+        return self._ranged
+
+    async def _call(self, method: str, path: str = "", *, params=None, body: dict | None = None,
+                    idempotent: bool = True) -> httpx.Response:
+        content, headers = None, None
+        if body is not None:
+            content = json.dumps(body).encode()
+            headers = {"Content-Type": "application/json"}
+        return await self.http.request(method, self._files + path, params=params,
+                                       headers=headers, content=content, auth=self._auth,
+                                       idempotent=idempotent)
+
+    async def root(self) -> Entry:
+        return Entry("", True, key="")
+
+    def _entry(self, item: dict, folder: str) -> Entry:
+        name = item["name"]
+        path = str(item.get("path") or _join(folder, name)).strip("/")
+        if item.get("is_dir"):
+            return Entry(name, True, key=path, mtime=parse_timestamp(item.get("updated_at")))
+        size = int(item.get("size") or 0)
+        updated = item.get("updated_at") or ""
+        return Entry(name, False, key=path, size=size, mtime=parse_timestamp(updated),
+                     version=f"{size}@{updated}")
+
+    async def list(self, folder: Entry) -> AsyncIterator[list[Entry]]:
+        response = await self._call("GET", params={"path": folder.key})
+        with reply_shape("tenant listing"):
+            entries = [self._entry(item, folder.key) for item in response.json()["files"] or []]
+        yield entries
+
+    async def lookup(self, folder: Entry, name: str) -> Entry:
+        async with aclosing(self.list(folder)) as pages:
+            async for page in pages:
+                for entry in page:
+                    if entry.name == name:
+                        return entry
+        raise NotFound(f"{name} not found")
+
+    @asynccontextmanager
+    async def read(self, entry: Entry, offset: int = 0, end: int | None = None):
+        if entry.is_dir:
+            raise IsADirectory(f"{entry.name} is a folder")
+        url = httpx.URL(self._files + "/download", params={"path": entry.key})
+
+        async def locate(fresh: bool) -> httpx.URL:
+            return url
+
+        def whole_reply() -> None:
+            self._ranged = False
+
+        chunks = self.http.stream_range(locate, offset, end, auth=self._auth,
+                                        whole_reply=whole_reply)
+        try:
+            yield chunks
+        finally:
+            await chunks.aclose()
+
+    async def upload(self, folder: Entry, name: str, source: BinaryIO, size: int, *,
+                     content_type: str | None = None,
+                     progress: ProgressFn | None = None) -> Entry:
+        fd = source.fileno()
+        boundary = uuid.uuid4().hex
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"path\"\r\n\r\n"
+                f"{folder.key}\r\n--{boundary}\r\nContent-Disposition: form-data; "
+                f"name=\"files\"; filename={_quote(name)}\r\nContent-Type: "
+                f"{content_type or 'application/octet-stream'}\r\n\r\n").encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+
+        async def body() -> AsyncIterator[bytes]:
+            yield head
+            offset = 0
+            while offset < size:
+                data = await trio.to_thread.run_sync(os.pread, fd, min(READ_CHUNK, size - offset),
+                                                     offset)
+                if not data:
+                    raise RemoteIOError(f"the local copy ended at {offset} bytes "
+                                        f"where {size} were to be uploaded")
+                offset += len(data)
+                yield data
+                if progress is not None:
+                    progress(offset)
+            yield tail
+
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}",
+                   "Content-Length": str(len(head) + size + len(tail))}
+        await self.http.request("POST", self._files + "/upload", headers=headers,
+                                content=body, auth=self._auth)
+        return await self.lookup(folder, name)
+
+    async def mkdir(self, folder: Entry, name: str) -> Entry:
+        path = _join(folder.key, name)
+        await self._call("POST", "/mkdir", body={"path": path}, idempotent=False)
+        return Entry(name, True, key=path)
+
+    async def delete(self, entry: Entry) -> None:
+        try:
+            await self._call("DELETE", params={"path": entry.key})
+        except AlreadyExists as exc:  # the store's 409 here means "not empty"
+            raise NotEmpty(exc.message, status=exc.status) from None
+
+    async def rename(self, entry: Entry, folder: Entry, name: str) -> Entry:
+        await self._call("POST", "/move",
+                         body={"src_path": entry.key, "dst_path": _join(folder.key, name)},
+                         idempotent=False)
+        return await self.lookup(folder, name)
+
+    async def capacity(self) -> Capacity:
+        return Capacity(0, 0)
