@@ -181,10 +181,12 @@ async def _serve(options: MountOptions) -> int:
         async with trio.open_nursery() as nursery:
             fs = Filesystem(store, root_entry, fs_options, root, nursery)
             await fs.start()
+            daemon = _Daemon(fs, options, stats)
+            # before init: once mounted, even a stat of the mountpoint waits for
+            # pyfuse3.main() to answer, and this thread would wait on itself
+            await nursery.start(daemon.serve_control)
             pyfuse3.init(FuseOperations(fs, options.attr_timeout), mountpoint, fuse_options)
             log.info("mounted %s:%s on %s", options.remote.name, options.subpath, mountpoint)
-            daemon = _Daemon(fs, options, stats)
-            await nursery.start(daemon.serve_control)
             nursery.start_soon(daemon.on_signals)
             _tell_parent("ready")
             unmounted = False
