@@ -19,7 +19,7 @@ from pathlib import Path
 from vagonfs import __version__
 from vagonfs.errors import ConfigError
 
-SUBCOMMANDS = ("mount", "unmount", "umount", "status", "emulator", "demo")
+SUBCOMMANDS = ("mount", "unmount", "umount", "status", "archive", "emulator", "demo")
 
 # what mount(8) and fstab add that means nothing to a FUSE daemon
 _GENERIC_MOUNT_OPTIONS = {"rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "auto",
@@ -89,8 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(run=_status)
 
-    from vagonfs import demo
+    from vagonfs import archive, demo
     from vagonfs.emulator import server
+
+    archive_cmd = sub.add_parser(
+        "archive", help="download a Vagon folder as a zip made by the server",
+        description="Ask the Vagon archive-download job for a zip of a folder or file, "
+                    "wait for it with a progress line, and save it. Ctrl-C aborts the job.")
+    archive.add_arguments(archive_cmd)
+    archive_cmd.set_defaults(run=archive.run)
 
     emulator = sub.add_parser(
         "emulator", help="serve the three store APIs on loopback (tests, demo, trying out)",
@@ -201,7 +208,7 @@ def _unmount(args: argparse.Namespace) -> int:
                     print(f"vagonfs: {upload['path']} was refused by the store "
                           f"({upload['error']}); kept in {upload['spool']}", file=sys.stderr)
     except (FileNotFoundError, ConnectionRefusedError):
-        if mount.socket_is_stale(args.mountpoint):
+        if mount.is_stale(args.mountpoint):
             print(f"vagonfs: {args.mountpoint}: its daemon is gone (stale mount); "
                   "cleaning up with fusermount3 -u", file=sys.stderr)
             os.execvp("fusermount3", ["fusermount3", "-u", "-z", args.mountpoint])
@@ -219,7 +226,7 @@ def _status(args: argparse.Namespace) -> int:
     try:
         status = next(control.request(args.mountpoint, {"cmd": "status"}))
     except (FileNotFoundError, ConnectionRefusedError, StopIteration):
-        stale = mount.socket_is_stale(args.mountpoint)
+        stale = mount.is_stale(args.mountpoint)
         print(f"vagonfs: {args.mountpoint}: " + (
             "stale mount, its daemon is gone (vagonfs unmount cleans it up)" if stale
             else "not a vagonfs mount"), file=sys.stderr)

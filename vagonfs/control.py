@@ -25,8 +25,18 @@ def runtime_dir() -> Path:
     return path
 
 
+def canonical(mountpoint: str | os.PathLike) -> str:
+    """The mountpoint's absolute path with its parents' symlinks resolved.
+
+    Never touches the mountpoint itself: on a mount whose daemon is busy or
+    gone, even an lstat of it would block or fail.
+    """
+    path = os.path.abspath(mountpoint)
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+
+
 def socket_path(mountpoint: str | os.PathLike) -> Path:
-    digest = hashlib.sha256(os.path.realpath(mountpoint).encode()).hexdigest()[:20]
+    digest = hashlib.sha256(canonical(mountpoint).encode()).hexdigest()[:20]
     return runtime_dir() / f"{digest}.sock"
 
 

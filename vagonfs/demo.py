@@ -18,8 +18,6 @@ import sys
 import threading
 from pathlib import Path
 
-from vagonfs.emulator.process import EmulatorProcess
-
 STORES = ("vagon", "tenant", "shannon")
 
 _TRY = """\
@@ -48,6 +46,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from vagonfs.emulator.process import EmulatorProcess
+
     base = Path(args.dir).expanduser().absolute()
     state = base / ".vagonfs-demo"
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -78,7 +78,7 @@ def run(args) -> int:
     return 0
 
 
-def _write_config(path: Path, emulator: EmulatorProcess) -> Path:
+def _write_config(path: Path, emulator) -> Path:
     """A config with one remote per store, as a user would write it (mode 0600)."""
     lines = []
     for store in STORES:

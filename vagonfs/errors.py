@@ -20,6 +20,7 @@ boundary (pyfuse3 lets any other exception end the whole mount)::
         ├── NameTooLong        ENAMETOOLONG
         ├── IsADirectory       EISDIR
         ├── NotADirectory      ENOTDIR
+        ├── Stale              ESTALE  (the file changed on the store while being read)
         └── RemoteIOError      EIO     (retries exhausted, or nonsense from the server)
 
 Messages never contain credentials: the HTTP layer builds them from the
@@ -89,6 +90,10 @@ class InvalidName(StoreError):
 
 class CrossDevice(StoreError):
     errno = errno.EXDEV
+
+
+class Stale(StoreError):
+    errno = errno.ESTALE
 
 
 class RemoteIOError(StoreError):

@@ -23,6 +23,7 @@ from vagonfs.errors import StoreError
 
 log = logging.getLogger("vagonfs.fuse")
 
+UNKNOWN_CAPACITY = 1 << 50
 MIME_XATTR = b"user.mime_type"
 
 
@@ -165,8 +166,11 @@ class FuseOperations(pyfuse3.Operations):
             capacity = await self.fs.statfs()
         out = pyfuse3.StatvfsData()
         out.f_bsize = out.f_frsize = 4096
-        out.f_blocks = capacity.total // 4096
-        out.f_bfree = out.f_bavail = max(0, capacity.total - capacity.used) // 4096
+        # a store that does not say its size gets a nominal 1 PiB, as rclone
+        # does: a size of 0 makes file managers refuse to copy anything
+        total = capacity.total or UNKNOWN_CAPACITY
+        out.f_blocks = total // 4096
+        out.f_bfree = out.f_bavail = max(0, total - capacity.used) // 4096
         out.f_files = len(self.fs.inodes) + 1_000_000
         out.f_ffree = out.f_favail = 1_000_000
         out.f_namemax = self.fs.store.capabilities.max_name_length

@@ -12,7 +12,6 @@ interrupts stays in the journal for the next mount.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import logging
@@ -31,9 +30,9 @@ import trio
 from vagonfs import control
 from vagonfs.config import MountOptions
 from vagonfs.core.fs import Filesystem, FsOptions
-from vagonfs.errors import ConfigError, NotADirectory, StoreError
+from vagonfs.errors import ConfigError, StoreError
 from vagonfs.fuse_ops import FuseOperations
-from vagonfs.remote.base import Entry, Store
+from vagonfs.remote.base import resolve
 from vagonfs.remote.factory import open_store
 
 log = logging.getLogger("vagonfs.mount")
@@ -41,14 +40,21 @@ log = logging.getLogger("vagonfs.mount")
 READY_FD_ENV = "VAGONFS_READY_FD"
 
 
-def is_mounted(mountpoint: str | os.PathLike) -> bool:
-    target = os.path.realpath(mountpoint)
+def mount_type(mountpoint: str | os.PathLike) -> str | None:
+    """The file system type mounted at ``mountpoint`` (``fuse.vagonfs``), or None."""
+    target = control.canonical(mountpoint)
+    found = None
     with open("/proc/self/mountinfo") as fh:
         for line in fh:
-            fields = line.split()
+            fields, _, tail = line.partition(" - ")
+            fields = fields.split()
             if len(fields) > 4 and _unescape(fields[4]) == target:
-                return True
-    return False
+                found = tail.split()[0]  # the last mount on a path is the one seen
+    return found
+
+
+def is_mounted(mountpoint: str | os.PathLike) -> bool:
+    return mount_type(mountpoint) is not None
 
 
 def _unescape(field: str) -> str:
@@ -147,15 +153,6 @@ def _lock_cache(root: Path):
     return handle
 
 
-async def _resolve(store: Store, subpath: str) -> Entry:
-    entry = await store.root()
-    for part in [p for p in subpath.split("/") if p]:
-        entry = await store.lookup(entry, part)
-        if not entry.is_dir:
-            raise NotADirectory(f"{subpath} is not a folder")
-    return entry
-
-
 async def _serve(options: MountOptions) -> int:
     mountpoint = str(options.mountpoint)
     if is_mounted(mountpoint):
@@ -177,7 +174,9 @@ async def _serve(options: MountOptions) -> int:
         fuse_options.add("ro")
 
     async with open_store(options.remote) as (store, stats):
-        root_entry = await _resolve(store, options.subpath)
+        root_entry = await resolve(store, options.subpath)
+        if not root_entry.is_dir:
+            raise ConfigError(f"{options.subpath} is a file; mount a folder")
         async with trio.open_nursery() as nursery:
             fs = Filesystem(store, root_entry, fs_options, root, nursery)
             await fs.start()
@@ -292,11 +291,7 @@ class _Daemon:
         }
 
 
-def socket_is_stale(mountpoint: str) -> bool:
-    """A FUSE mount whose daemon is gone answers ENOTCONN to everything."""
-    try:
-        os.stat(mountpoint)
-    except OSError as exc:
-        return exc.errno == errno.ENOTCONN
-    return False
-
+def is_stale(mountpoint: str) -> bool:
+    """A vagonfs mount whose daemon no longer answers its control socket: the
+    caller has just found the socket dead; the mount table says it is ours."""
+    return mount_type(mountpoint) == "fuse.vagonfs"

@@ -69,8 +69,8 @@ def test_ls_stat_find_and_cp_r(rw_mount, tmp_path):
     sh(f"cp -r {src} {rw_mount.path}/tree")
     expected = sorted(sh("find . | sort", cwd=src).splitlines())
     assert sorted(sh("find . | sort", cwd=rw_mount.path / "tree").splitlines()) == expected
-    size = sh(f"stat -c %s '{rw_mount.path}/tree/a/b/file 2-1.bin'").strip()
-    assert int(size) == os.path.getsize(src / "a/b/file 2-1.bin")
+    size = sh(f"stat -c %s '{rw_mount.path}/tree/a/b/c/file 2-1.bin'").strip()
+    assert int(size) == os.path.getsize(src / "a/b/c/file 2-1.bin")
     rw_mount.remount()
     sh(f"diff -r {src} {rw_mount.path}/tree")
     ls = sh(f"ls -l {rw_mount.path}/tree/docs")

@@ -36,8 +36,8 @@ MAX_RUNS_PER_FILE = 4
 class ReadState:
     """Per open handle: where the last read ended and how sequential it has been."""
 
-    next_offset: int = 0
-    streak: int = 0
+    next_offset: int = -1  # a first read is not yet a sequential one: a file
+    streak: int = 0         # manager sniffing a file's head fetches one block
 
 
 @dataclass

@@ -512,6 +512,7 @@ class Filesystem:
         entry = await self.store.mkdir(await self._entry(parent), name)
         self._listing_set(parent, entry)
         node = self.inodes.upsert(parent_ino, entry)
+        self._listings[node.ino] = {}  # new, so empty: lookups in it cost nothing
         self.inodes.remember(node)
         return node
 

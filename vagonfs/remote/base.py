@@ -18,6 +18,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from vagonfs.errors import NotADirectory
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -123,3 +125,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def capacity(self) -> Capacity:
         ...
+
+
+async def resolve(store: Store, path: str) -> Entry:
+    """The folder at ``path`` (``a/b``) in the store's tree, for a mount's
+    sub-tree or a command's argument."""
+    entry = await store.root()
+    for part in [p for p in path.split("/") if p]:
+        if not entry.is_dir:
+            raise NotADirectory(f"{path}: {entry.name} is not a folder")
+        entry = await store.lookup(entry, part)
+    return entry

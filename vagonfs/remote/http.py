@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 import httpx
 import trio
 
-from vagonfs.errors import RemoteIOError, StoreError, error_for_status
+from vagonfs.errors import RemoteIOError, Stale, StoreError, error_for_status
 
 log = logging.getLogger("vagonfs.http")
 
@@ -219,7 +219,8 @@ class HttpClient:
     async def stream_range(self, locate: Callable[[bool], Awaitable[str | httpx.URL]],
                            offset: int = 0, end: int | None = None, *,
                            auth: httpx.Auth | None = None, errors: ErrorMapper = status_error,
-                           whole_reply: Callable[[], None] | None = None
+                           whole_reply: Callable[[], None] | None = None,
+                           expected_size: int | None = None
                            ) -> AsyncIterator[bytes]:
         """Yield the bytes [offset, end) of a resource as they arrive.
 
@@ -228,6 +229,8 @@ class HttpClient:
         once. A cut connection resumes from the next byte with a new ranged
         request. A server that ignores ``Range`` (200 instead of 206) is
         handled by skipping the unwanted prefix; ``whole_reply`` is told.
+        A reply whose total size is not ``expected_size`` means the file was
+        replaced since it was listed: Stale, rather than bytes of two versions.
         """
         position, failures, refreshed, fresh = offset, 0, False, False
         while end is None or position < end:
@@ -254,6 +257,10 @@ class HttpClient:
                     await response.aread()
                     failures = await self._failed(request, response, failures, True, errors)
                     continue
+                total = _total_size(response)
+                if expected_size is not None and total is not None and total != expected_size:
+                    raise Stale(f"{safe_url(url)} changed on the store while being read "
+                                f"({expected_size} bytes when listed, {total} now)")
                 skip = position if response.status_code == 200 else 0
                 if response.status_code == 200 and headers and whole_reply is not None:
                     whole_reply()
@@ -367,3 +374,12 @@ def parse_timestamp(value) -> float:
     if when.tzinfo is None:  # a server that omits the zone means UTC
         when = when.replace(tzinfo=timezone.utc)
     return when.timestamp()
+
+
+def _total_size(response: httpx.Response) -> int | None:
+    """The whole resource's size as a 200 or 206 reply states it, if it does."""
+    if response.status_code == 206:
+        total = response.headers.get("Content-Range", "").rpartition("/")[2]
+        return int(total) if total.isdigit() else None
+    length = response.headers.get("Content-Length", "")
+    return int(length) if length.isdigit() else None

@@ -105,7 +105,7 @@ class TenantStore(Store):
             self._ranged = False
 
         chunks = self.http.stream_range(locate, offset, end, auth=self._auth,
-                                        whole_reply=whole_reply)
+                                        whole_reply=whole_reply, expected_size=entry.size)
         try:
             yield chunks
         finally:

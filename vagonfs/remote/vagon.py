@@ -26,10 +26,10 @@ and their numeric id (0 for a scope's root); virtual folders have their own
 scopes. A file listed under a task has its machine's ``files`` key, so its
 cached bytes are shared with the same file seen through ``files/``.
 
-Versions: ``<uid>@<updated_at>`` for files. An upload creates a new uid (the id
-of a replaced file stays), so the version changes with every new content.
-``upload`` returns the entry as a lookup of the name lists it, so it equals
-what the next listing says. Folders have version "".
+Versions: the uid for files. An upload creates a new uid (the id of a
+replaced file stays), so the version changes with every new content, and
+``upload`` knows the version the next listing will show from the complete
+reply, without a lookup. Folders have version "".
 
 There is no move endpoint: ``rename`` raises CrossDevice and ``mv`` copies.
 Deleting a folder deletes its content on the server; the filesystem checks
@@ -163,7 +163,7 @@ class VagonStore(Store):
                 key=VagonKey(scope.scope, scope.machine_id, int(item["id"])),
                 size=0 if is_dir else int(item.get("size") or 0),
                 mtime=parse_timestamp(updated),
-                version="" if is_dir else f"{item.get('uid', '')}@{updated or ''}",
+                version="" if is_dir else str(item.get("uid") or updated or ""),
                 content_type=None if is_dir else item.get("content_type"),
                 writable=scope.scope != RECORDINGS,
                 ready=is_dir or item.get("status") in (None, "completed"))
@@ -212,6 +212,17 @@ class VagonStore(Store):
             root = await self._task_root(key.machine_id, key.id)
             return None if root is None else VagonKey(MACHINE_FILES, key.machine_id, root)
         raise ReadOnly("this folder is made by vagonfs and holds no files of its own")
+
+    async def archive_selection(self, entry: Entry) -> tuple[list[int], int | None]:
+        """The ``file_ids`` (and ``machine_id``) that ask the archive job for
+        ``entry``: the item itself, or everything in a scope's root."""
+        key = await self._stored(entry.key)
+        if key is None:
+            return [], entry.key.machine_id
+        if key.id:
+            return [int(key.id)], key.machine_id
+        ids = [int(item["id"]) async for page in self._pages(key) for item in page]
+        return ids, key.machine_id
 
     async def _task_root(self, machine_id: int, task_id) -> int | None:
         """The folder a task writes to, found with the ``task_id`` filter."""
@@ -266,7 +277,7 @@ class VagonStore(Store):
             url = await self._link(file_id, entry.version, url if fresh else None)
             return url
 
-        chunks = self.api.http.stream_range(locate, offset, end)
+        chunks = self.api.http.stream_range(locate, offset, end, expected_size=entry.size)
         try:
             yield chunks
         finally:
@@ -310,7 +321,7 @@ class VagonStore(Store):
     async def upload(self, folder: Entry, name: str, source: BinaryIO, size: int, *,
                      content_type: str | None = None,
                      progress: ProgressFn | None = None) -> Entry:
-        """Multipart upload: create, parts in parallel, complete, then look up."""
+        """Multipart upload: create, parts in parallel, complete."""
         check_name(name)
         scope = await self._writable(folder)
         reply = await self.api.create_upload(
@@ -325,8 +336,13 @@ class VagonStore(Store):
             raise RemoteIOError(f"Vagon offered {len(urls)} part URLs for {size} bytes "
                                 f"in parts of {chunk} bytes")
         etags = await self._put_parts(source.fileno(), size, chunk, urls, progress)
-        await self.api.complete(file_id, etags)
-        return await self.lookup(folder, name)
+        done = await self.api.complete(file_id, etags)
+        with reply_shape("Vagon complete"):
+            uid = str(done.get("uid") or reply.get("uid"))
+        # what the next listing will say, without asking: the uid is the version
+        return Entry(name=name, is_dir=False, key=VagonKey(scope.scope, scope.machine_id, file_id),
+                     size=size, mtime=time.time(), version=uid, content_type=content_type,
+                     writable=True)
 
     async def _put_parts(self, fd: int, size: int, chunk: int, urls: list[str],
                          progress: ProgressFn | None) -> list[str]:

@@ -23,7 +23,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
 
 import httpx
@@ -270,14 +270,17 @@ class VagonApi:
     async def archive_abort(self, download_id) -> None:
         await self.call("DELETE", f"/files/download/{download_id}")
 
-    async def archive_fetch(self, download_id, dest: Path, *, poll_interval: float = 1.0
+    async def archive_fetch(self, download_id, dest: Path, *, poll_interval: float = 1.0,
+                            progress: Callable[[str, int, int | None], None] | None = None
                             ) -> dict:
         """Wait for the archive, then stream it into ``dest``; answers the final status.
 
         The link is asked again whenever the download needs a fresh one, and a
-        cut transfer resumes where it stopped.
+        cut transfer resumes where it stopped. ``progress(phase, done, total)``
+        hears each poll ("preparing") and each chunk ("downloading").
         """
-        status = await self._archive_ready(download_id, poll_interval)
+        report = progress or (lambda phase, done, total: None)
+        status = await self._archive_ready(download_id, poll_interval, report)
 
         async def locate(fresh: bool) -> str:
             nonlocal status
@@ -286,16 +289,21 @@ class VagonApi:
             return status["url"]
 
         out = await trio.to_thread.run_sync(open, dest, "wb")
+        done, total = 0, status.get("size")
         try:
             async for chunk in self.http.stream_range(locate):
                 await trio.to_thread.run_sync(out.write, chunk)
+                done += len(chunk)
+                report("downloading", done, total)
         finally:
             await trio.to_thread.run_sync(out.close)
         return status
 
-    async def _archive_ready(self, download_id, poll_interval: float) -> dict:
+    async def _archive_ready(self, download_id, poll_interval: float, report) -> dict:
+        started = time.monotonic()
         while True:
             status = await self.archive_status(download_id)
+            report("preparing", int(time.monotonic() - started), None)
             state = status.get("status")
             if state == "completed" and status.get("url"):
                 return status
