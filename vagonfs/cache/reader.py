@@ -47,6 +47,7 @@ class _ObjectFetches:
     waiting: dict[int, trio.Event] = field(default_factory=dict)
     errors: dict[int, StoreError] = field(default_factory=dict)
     runs: int = 0
+    logged: set[str] = field(default_factory=set)  # failures told in the log since the last success
 
 
 class Reader:
@@ -150,8 +151,11 @@ class Reader:
                         f"bytes where it declared {entry.size}")
                 await self._store_block(obj, fetches, index, bytes(buffer))
                 index += 1
+            fetches.logged.clear()
         except StoreError as exc:
-            log.warning("read %s: %s", entry.name, exc)
+            if str(exc) not in fetches.logged:  # parallel runs fail alike: one line
+                fetches.logged.add(str(exc))
+                log.warning("read %s: %s", entry.name, exc)
             for failed in range(index, last + 1):
                 fetches.errors[failed] = exc
         finally:

@@ -632,13 +632,32 @@ class Filesystem:
         return self._capacity[1]
 
 
+NAME_MAX = 255  # bytes in one Linux file name
+
+
 def _visible(entry: Entry) -> bool:
     """Whether a listed entry can be shown: a complete upload with a name Linux
-    can hold. Bad names from a server are skipped with a log line."""
+    can hold. Bad names from a server are skipped with a log line: one bad
+    entry must not fail the whole listing (a name that cannot be encoded, or
+    one over FUSE's limit, would make the kernel's readdir fail)."""
     if not entry.ready:
         return False
-    name = entry.name
-    if not name or name in (".", "..") or "/" in name or "\0" in name:
-        log.warning("skipping an entry the store named %r: not a valid file name", name)
+    problem = _bad_name(entry.name)
+    if problem:
+        shown = entry.name if len(entry.name) <= 80 else entry.name[:80] + "..."
+        log.warning("skipping an entry the store named %r: %s", shown, problem)
         return False
     return True
+
+
+def _bad_name(name: str) -> str | None:
+    """Why Linux cannot hold ``name``, or None when it can."""
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        return "not a valid file name"
+    try:
+        size = len(os.fsencode(name))
+    except UnicodeEncodeError:  # a lone surrogate a JSON reply can carry
+        return "not a valid file name (no byte encoding)"
+    if size > NAME_MAX:
+        return f"not a valid file name ({size} bytes, over {NAME_MAX})"
+    return None

@@ -1,4 +1,4 @@
-"""The admin API (``/_admin``): health, stats, faults, link expiry, bulk set-up.
+"""The admin API (``/_admin``): health, stats, faults, bad input, link expiry, bulk set-up.
 
 For tests, benchmarks and curious users. Everything but ``health`` needs the
 API key as a bearer token; admin calls are never counted in the stats.
@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from vagonfs.emulator import tenant
 from vagonfs.emulator import vagon_model as model
+from vagonfs.emulator.bad_input import BadInputError
 from vagonfs.emulator.context import bearer_ok, of
 from vagonfs.emulator.faults import FaultError
 from vagonfs.emulator.storage import generated
@@ -76,6 +77,19 @@ async def faults(request: Request):
     elif request.method == "DELETE":
         emu.faults.clear()
     return JSONResponse(emu.faults.snapshot())
+
+
+@admin_route
+async def bad_input(request: Request):
+    emu = of(request)
+    if request.method == "PUT":
+        try:
+            emu.bad_input.replace(await _json(request))
+        except BadInputError as exc:
+            raise AdminError(400, str(exc)) from None
+    elif request.method == "DELETE":
+        emu.bad_input.replace({})
+    return JSONResponse(emu.bad_input.snapshot())
 
 
 @admin_route
@@ -181,6 +195,8 @@ def routes() -> list[Route]:
         Route("/_admin/stats", stats, methods=["GET"], name="admin.stats"),
         Route("/_admin/stats/reset", stats_reset, methods=["POST"], name="admin.stats_reset"),
         Route("/_admin/faults", faults, methods=["GET", "PUT", "DELETE"], name="admin.faults"),
+        Route("/_admin/bad-input", bad_input, methods=["GET", "PUT", "DELETE"],
+              name="admin.bad_input"),
         Route("/_admin/expire-links", expire_links, methods=["POST"],
               name="admin.expire_links"),
         Route("/_admin/populate", populate, methods=["POST"], name="admin.populate"),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
+from vagonfs.emulator.bad_input import BadInput
 from vagonfs.emulator.faults import Faults
 from vagonfs.emulator.storage import Storage
 
@@ -47,6 +48,7 @@ class Emulator:
     links: object  # s3.Presigner (typed loosely to keep the import graph one-way)
     public_url: str
     stats: Stats = field(default_factory=Stats)
+    bad_input: BadInput = field(default_factory=BadInput)
     completing: dict = field(default_factory=dict)  # file id -> asyncio.Lock of its complete
 
     @property

@@ -80,6 +80,7 @@ class Presigner:
 
 async def part_put(request: Request) -> Response:
     emu = of(request)
+    emu.bad_input.saw_request(request.headers)
     refused = emu.links.refusal(request, "PUT")
     if refused:
         return refused
@@ -109,6 +110,7 @@ async def part_put(request: Request) -> Response:
 
 async def get_object(request: Request) -> Response:
     emu = of(request)
+    emu.bad_input.saw_request(request.headers)
     refused = emu.links.refusal(request, "GET")
     if refused:
         return refused

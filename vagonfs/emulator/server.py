@@ -90,6 +90,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="tenant store quota (default 10G)")
     p.add_argument("--faults", metavar="JSON",
                    help="initial fault rules, as PUT /_admin/faults takes them")
+    p.add_argument("--bad-input", metavar="JSON",
+                   help="initial bad-input switches, as PUT /_admin/bad-input takes them")
 
 
 def _announcing_server(config, url: str):
@@ -119,13 +121,13 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _faults(value: str | None) -> dict | None:
+def _json_flag(flag: str, value: str | None) -> dict | None:
     if value is None:
         return None
     try:
         return json.loads(value)
     except ValueError as exc:
-        raise ConfigError(f"--faults is not valid JSON: {exc}") from None
+        raise ConfigError(f"{flag} is not valid JSON: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,7 +140,10 @@ def run(args: argparse.Namespace) -> int:
     from vagonfs.emulator.s3 import Presigner
     from vagonfs.emulator.storage import Storage
 
-    faults_config = _faults(args.faults)
+    from vagonfs.emulator.bad_input import BadInputError
+
+    faults_config = _json_flag("--faults", args.faults)
+    bad_input_config = _json_flag("--bad-input", args.bad_input)
     temporary = args.data is None
     data_dir = Path(tempfile.mkdtemp(prefix="vagonfs-emulator-")) if temporary \
         else Path(args.data).expanduser()
@@ -161,6 +166,11 @@ def run(args: argparse.Namespace) -> int:
         public = (args.public_url or url).rstrip("/")
         emu = Emulator(args, storage, faults, Presigner(storage.secret("s3-signing-key"),
                                                         faults), public)
+        if bad_input_config is not None:
+            try:
+                emu.bad_input.replace(bad_input_config)
+            except BadInputError as exc:
+                raise ConfigError(f"--bad-input: {exc}") from None
         config = uvicorn.Config(app_module.build(emu), log_level="warning", access_log=False,
                                 lifespan="off", timeout_graceful_shutdown=3)
         # uvicorn stops gracefully on SIGTERM/SIGINT, then re-raises the signal to the

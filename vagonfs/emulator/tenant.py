@@ -121,7 +121,7 @@ async def list_files(request: Request):
         else:
             files.append({"name": r["name"], "path": r["path"], "size": r["size"],
                           "is_dir": False, "updated_at": r["updated_at"]})
-    return JSONResponse({"files": files})
+    return of(request).bad_input.tenant_listing(files, path) or JSONResponse({"files": files})
 
 
 @tenant_route

@@ -64,7 +64,19 @@ def _listing(request: Request, scope: str, extra_sql: str = "", extra_args=()) -
 
 @vagon_route
 async def list_files(request: Request, _data):
-    return reply(_listing(request, model.SHARED))
+    emu = of(request)
+    listing = _listing(request, model.SHARED)
+    parent_id = int_param(request.query_params.get("parent_id"), "parent_id", 0)
+    wrapped = emu.settings.vagon_items == "wrapped"
+
+    def bad_item(file_id: int, name) -> dict:  # an entry that exists only in this listing
+        return file_item({"id": file_id, "uid": f"bad{file_id}", "name": name,
+                          "object_type": "file", "size": 7, "content_type": "text/plain",
+                          "parent_id": parent_id, "machine_id": None, "status": "completed",
+                          "created_at": iso(), "updated_at": iso()}, wrapped)
+
+    envelope = dict(listing, client_code=200, message="OK", timestamp=iso())
+    return emu.bad_input.vagon_listing(envelope, parent_id, bad_item) or reply(listing)
 
 
 @vagon_route
@@ -275,8 +287,10 @@ async def download_link(request: Request, _data):
         raise VagonError(400, "A folder has no download link (use POST /files/download)")
     if entry["status"] != "completed":
         raise VagonError(400, "File is not ready")
-    url, expires = emu.links.url(emu.public_url, f"/_s3/objects/{entry['blob']}", "GET")
-    return reply({"url": url, "size": entry["size"], "name": entry["name"],
+    base = emu.bad_input.link_base(emu.public_url)
+    url, expires = emu.links.url(base, f"/_s3/objects/{entry['blob']}", "GET")
+    size = emu.bad_input.declared(entry["name"], entry["size"])
+    return reply({"url": url, "size": size, "name": entry["name"],
                   "content_type": entry["content_type"], "expires_at": iso(expires)})
 
 

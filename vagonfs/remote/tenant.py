@@ -69,7 +69,7 @@ class TenantStore(Store):
         return Entry("", True, key="")
 
     def _entry(self, item: dict, folder: str) -> Entry:
-        name = item["name"]
+        name = "" if item["name"] is None else str(item["name"])  # the filesystem skips ""
         path = str(item.get("path") or _join(folder, name)).strip("/")
         if item.get("is_dir"):
             return Entry(name, True, key=path, mtime=parse_timestamp(item.get("updated_at")))

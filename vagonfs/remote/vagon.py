@@ -104,6 +104,11 @@ def _clean(ident: object, name: str) -> str:
     return name if name not in ("", ".", "..") else f"machine {ident}"
 
 
+def _item_name(name) -> str:
+    """An item's name as text; a null name is an empty one (the filesystem skips it)."""
+    return "" if name is None else str(name)
+
+
 def part_size_mb(size: int) -> int:
     """Parts of 8 to 64 MiB (at most 1000 of them), bigger only past 64 GB."""
     for mb in (8, 16, 32, 64):
@@ -159,7 +164,7 @@ class VagonStore(Store):
             is_dir = item.get("object_type", item.get("type")) == "directory"
             updated = item.get("updated_at") or item.get("created_at")
             return Entry(
-                name=str(item["name"]), is_dir=is_dir,
+                name=_item_name(item["name"]), is_dir=is_dir,
                 key=VagonKey(scope.scope, scope.machine_id, int(item["id"])),
                 size=0 if is_dir else int(item.get("size") or 0),
                 mtime=parse_timestamp(updated),

@@ -1,0 +1,161 @@
+"""Bad input from the other side: a store's listings and links are input too.
+
+The emulator's bad-input switch (docs/EMULATOR.md) makes listings carry names
+Linux cannot hold, a name listed twice, sizes that differ from the bytes
+served, and download links on another host. Through a real mount: the good
+entries show, each bad one is skipped with one log line, the daemon stays up,
+nothing is written outside the cache dir nor named after a remote name, a
+read never hangs nor returns bytes the store did not serve, and credentials
+never go to a link's host.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from vagonfs.emulator.storage import generated
+
+from .conftest import sh
+
+MiB = 1024 * 1024
+GOOD = ["good000000", "good000001", "good000002"]
+CONTROL = "ctl\x01\x1bname.txt"  # a legal Linux name: shown as it is, never altered
+# what the store lists that no Linux name can be: one log line each
+SKIPPED = ["'bad/slash.txt'", "'.'", "'..'", "'nul\\x00name.txt'", "'sur\\ud800rogate.txt'",
+           "''", "''", "'LLLLL", "'MMMMM"]  # '' twice: an empty name and a null one
+
+STORES = [pytest.param("vagon", "shared", "vagon", 0, id="vagon"),
+          pytest.param("tenant", "", "tenant", "", id="tenant")]
+
+
+def populate(emulator, store: str, count: int, prefix: str, size: int) -> None:
+    where = {"parent_id": 0} if store == "vagon" else {"path": ""}
+    emulator.admin("POST", "/_admin/populate", {"store": store, "count": count,
+                                                "prefix": prefix, "size": size, **where})
+
+
+def served(store: str, name: str, size: int) -> bytes:
+    """The bytes the emulator holds for a populated file."""
+    seed = f"populate/shared/0/{name}" if store == "vagon" else f"populate/tenant/{name}"
+    return b"".join(generated(seed, size))
+
+
+def tree(root: Path, skip: set[Path]) -> set[str]:
+    """Every path under root, not descending into ``skip`` (mountpoints, caches)."""
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if Path(dirpath, d) not in skip]
+        found.update(str(Path(dirpath, n).relative_to(root)) for n in dirnames + filenames)
+    return found
+
+
+def skip_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "skipping an entry the store named" in line]
+
+
+@pytest.mark.parametrize("store,subpath,switch,folder", STORES)
+def test_bad_names_are_skipped_once_and_never_reach_the_disk(mount_factory, emulator_factory,
+                                                            tmp_path, store, subpath, switch,
+                                                            folder):
+    emulator = emulator_factory()
+    populate(emulator, store, 3, "good", 100)
+    emulator.admin("PUT", "/_admin/bad-input", {switch: [folder]})
+    mount = mount_factory(store, emulator=emulator, subpath=subpath)
+    skip = {mount.path, mount.cache, tmp_path / "emulator0"}
+    before = tree(tmp_path, skip)
+
+    names = os.listdir(mount.path)
+    assert sorted(names) == sorted(GOOD + [CONTROL]), names  # the duplicate shows once
+    assert os.stat(mount.path / "good000000").st_size == 100  # the first one listed
+    assert (mount.path / "good000001").read_bytes() == served(store, "good000001", 100)
+    assert len(sh(f"ls -l {mount.path}").splitlines()) == 1 + 4  # "total", 4 files
+    sh(f"ls -lR {mount.path.parent} > /dev/null")  # every tool walks it without error
+
+    lines = skip_lines(mount.log_text())
+    for shown in SKIPPED:  # one line per bad entry, however often it is listed
+        assert sum(shown in line for line in lines) == SKIPPED.count(shown), (shown, lines)
+    assert len(lines) == len(SKIPPED), lines
+    twice = [line for line in mount.log_text().splitlines() if "twice" in line]
+    assert len(twice) == 1 and "good000000" in twice[0], twice
+    os.listdir(mount.path)
+    assert len(skip_lines(mount.log_text())) == len(lines)  # a cached listing: no new lines
+
+    # the daemon is up and still writes; nothing landed outside the cache dir
+    (mount.path / "after.txt").write_bytes(b"still here")
+    mount.wait_uploaded()
+    assert (mount.path / "after.txt").read_bytes() == b"still here"
+    assert tree(tmp_path, skip) == before
+    remote = ("good", "slash", "name.txt", "rogate", "after", "LLLL", "MMMM")
+    for path in mount.cache.rglob("*"):
+        assert not any(part in path.name for part in remote), path
+        assert path.resolve().is_relative_to(mount.cache.resolve()), path
+    assert "Traceback" not in mount.log_text()
+
+
+def read_with_timeout(path: Path, timeout: float = 30) -> tuple[bytes, int, str]:
+    """(bytes read, exit status, error) of ``cat``: a read that hangs fails the test."""
+    result = subprocess.run(["cat", str(path)], capture_output=True, timeout=timeout)
+    return result.stdout, result.returncode, result.stderr.decode()
+
+
+@pytest.mark.parametrize("store,subpath,switch,folder", STORES)
+def test_declared_size_differs_from_bytes_served(mount_factory, emulator_factory, store,
+                                                 subpath, switch, folder):
+    size = 3 * MiB + 5
+    emulator = emulator_factory()
+    populate(emulator, store, 1, "more", size)
+    populate(emulator, store, 1, "less", size)
+    emulator.admin("PUT", "/_admin/bad-input", {"size_delta": {"more000000": 100_000,
+                                                               "less000000": -100_000}})
+    mount = mount_factory(store, emulator=emulator, subpath=subpath)
+    assert os.stat(mount.path / "more000000").st_size == size + 100_000  # as the store says
+
+    for name in ("more000000", "less000000"):
+        real = served(store, name, size)
+        data, status, error = read_with_timeout(mount.path / name)
+        assert real.startswith(data), f"{name}: bytes the store never served"
+        assert status != 0, f"{name}: a short or long file read as if whole"
+        # a listing that disagrees with the object cannot be told from a file
+        # replaced since it was listed: ESTALE (docs/SEMANTICS.md), or EIO
+        assert "Stale file handle" in error or "Input/output error" in error, error
+        lines = [line for line in mount.log_text().splitlines()
+                 if name in line and "WARNING" in line]
+        assert len(lines) == 1, lines
+    # the mount is fine afterwards
+    assert len(os.listdir(mount.path)) == 2
+    assert "Traceback" not in mount.log_text()
+
+
+def test_download_link_on_another_host_gets_no_credentials(mount_factory, emulator_factory):
+    emulator = emulator_factory()
+    populate(emulator, "vagon", 1, "linked", 3 * MiB)
+    emulator.admin("PUT", "/_admin/bad-input", {"link_host": "localhost"})
+    mount = mount_factory("vagon", emulator=emulator, subpath="shared")
+    assert (mount.path / "linked000000").read_bytes() == served("vagon", "linked000000",
+                                                                3 * MiB)
+    seen = emulator.admin("GET", "/_admin/bad-input")
+    port = emulator.url.rsplit(":", 1)[1]
+    assert seen["hosts_seen"] == [f"localhost:{port}"], seen
+    assert seen["credentials_seen"] == 0, seen
+    assert emulator.stats()["requests"]["s3.get_object"] >= 1
+
+
+def test_twenty_thousand_entries_stream_and_count_right(mount_factory, emulator_factory):
+    emulator = emulator_factory()
+    populate(emulator, "vagon", 20_000, "f", 0)
+    mount = mount_factory("vagon", emulator=emulator, subpath="shared")
+    started = time.monotonic()
+    first = sh(f"ls -f {mount.path} | head -3", timeout=30)
+    assert len(first.splitlines()) == 3 and time.monotonic() - started < 10
+    assert sh(f"ls -l {mount.path} | wc -l", timeout=60).strip() == "20001"  # + "total"
+    assert sh(f"ls {mount.path} | head -2", timeout=30).split() == ["f000000", "f000001"]
+    assert os.stat(mount.path / "f019999").st_size == 0
+    with pytest.raises(FileNotFoundError) as missing:
+        os.stat(mount.path / "f020000")
+    assert missing.value.errno == errno.ENOENT
