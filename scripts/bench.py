@@ -201,12 +201,15 @@ def bench_vagonfs(work: Path, res: Results, size: int, big: int) -> dict:
                     res.add("warm read, page cache", mb_per_s(size, t_page), "MB/s",
                             mb_per_s(size, t_local), "local file", ">= 0.5",
                             t_local / t_page >= 0.5)
+                    # without the page cache: vagonfs's blocks vs the local file, both
+                    # read from disk
                     drop_page_cache()
                     t_cache = timed(lambda: run("sh", "-c", cmd.format(p=m.path / name)))
-                    run("sh", "-c", f"cat '{local}' > /dev/null")
+                    drop_page_cache()
+                    t_disk = timed(lambda: run("sh", "-c", f"cat '{local}' > /dev/null"))
                     res.add("warm read, vagonfs block cache", mb_per_s(size, t_cache), "MB/s",
-                            mb_per_s(size, t_local), "local file (page cache)", ">= 0.5",
-                            t_local / t_cache >= 0.5)
+                            mb_per_s(size, t_disk), "local file from disk", ">= 0.5",
+                            t_disk / t_cache >= 0.5)
         res.add("memory: daemon peak RSS, cold read", figures["peak_rss_read"], "MiB",
                 target="< 250", met=figures["peak_rss_read"] < 250)
 

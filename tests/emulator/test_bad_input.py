@@ -36,7 +36,8 @@ def test_bad_names_go_on_the_last_page_of_the_chosen_folder(vagon, emulator, bad
     assert "sur\\ud800rogate.txt" in last.text  # a lone surrogate, as a bad server sends it
     names = [i["name"] for i in last.json()["files"]][10:]
     assert names == ["bad/slash.txt", ".", "..", "nul\x00name.txt", "ctl\x01\x1bname.txt",
-                     "sur\ud800rogate.txt", "", None, "L" * 300, "M" * 1100, "g000050"]
+                     "sur\ud800rogate.txt", "", None, "L" * 300, "M" * 1100,
+                     "negative-size.bin", "huge-size.bin", "malformed.bin", "g000050"]
     fake = last.json()["files"][10]
     assert fake["id"] >= 2_000_000_000 and fake["status"] == "completed"
     assert vagon.call("GET", f"/files/{fake['id']}/download").status_code == 404
@@ -60,8 +61,13 @@ def test_declared_size_and_link_host(vagon, emulator, bad):
     httpx.get(link["url"], headers={"Authorization": "Bearer leaked"})
     seen = emulator.admin("GET", "/_admin/bad-input")
     assert seen["credentials_seen"] == 1 and f"localhost:{port}" in seen["hosts_seen"]
-    bad({"size_delta": {"declared.bin": -6000}})
+    bad({"size_delta": {"declared.bin": -6000}, "unsized": True})
     assert vagon.find("declared.bin")["size"] == 0  # never below zero
+    url = vagon.ok("GET", f"/files/{done['id']}/download")["url"]
+    whole = httpx.get(url)
+    assert whole.content == data and "content-length" not in whole.headers  # chunked
+    part = httpx.get(url, headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.headers["content-range"] == "bytes 10-19/*"
 
 
 def test_tenant_listing_and_refused_configs(emulator, bad):

@@ -241,3 +241,18 @@ def test_enoent_when_a_file_vanished_behind_the_mount(mount_factory, emulator_fa
     with pytest.raises(OSError) as exc:
         (mount.path / "vanish.txt").read_text()
     assert exc.value.errno == errno.ENOENT
+
+
+def test_a_change_made_elsewhere_shows_within_the_dir_cache_time(mount_factory,
+                                                                 emulator_factory):
+    emulator = emulator_factory()
+    here = mount_factory("vagon", emulator=emulator, subpath="shared",
+                         options=("--dir-cache-time", "1s", "--attr-timeout", "1s"))
+    there = mount_factory("vagon", emulator=emulator, subpath="shared")
+    (there.path / "shared.txt").write_text("first\n")
+    there.wait_uploaded()
+    assert (here.path / "shared.txt").read_text() == "first\n"
+    (there.path / "shared.txt").write_text("second, longer\n")  # another client rewrites it
+    there.wait_uploaded()
+    time.sleep(2.5)  # past both cache times: the new version, never the cached old bytes
+    assert (here.path / "shared.txt").read_text() == "second, longer\n"

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import io
 import logging
+import math
 import os
 import time
 import zipfile
@@ -54,6 +55,21 @@ def test_listing_pages_in_order_with_one_request_per_page(emulator_factory, form
     assert all(isinstance(e.key, VagonKey) and isinstance(e.key.id, int) for e in entries)
     assert all(e.size == 10 and e.ready and not e.is_dir and e.version for e in entries)
     assert route_counts(emulator) == {"vagon.files": len(pages)}
+
+
+@pytest.mark.parametrize("count", [0, 1, 100, 101, 10_000])
+def test_listing_costs_one_request_per_page_at_the_edges(emulator_factory, count):
+    emulator = emulator_factory("--per-page-cap", "100")
+    if count:
+        _populate(emulator, count)
+    emulator.reset_stats()
+
+    async def main():
+        async with store_of(emulator, "vagon") as (store, _):
+            return [e async for page in store.list(await find(store, "shared")) for e in page]
+
+    assert len(trio.run(main)) == count
+    assert route_counts(emulator) == {"vagon.files": max(1, math.ceil(count / 100))}
 
 
 def test_lookup_finds_the_exact_name_with_one_request(emulator_factory):

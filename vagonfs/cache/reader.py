@@ -11,7 +11,9 @@ serve ranges (``ranged_reads`` false) gets one run for the whole file.
 
 Runs are trio tasks in the mount's nursery, shared by every handle on the same
 file version; a failed run wakes its waiters with the error and leaves the
-blocks missing, so the next read tries again.
+blocks missing, so the next read tries again. A failure is logged once per
+file version and message: parallel runs and the kernel's retries of one bad
+file make one log line (each failed read still answers its error).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class _ObjectFetches:
     waiting: dict[int, trio.Event] = field(default_factory=dict)
     errors: dict[int, StoreError] = field(default_factory=dict)
     runs: int = 0
-    logged: set[str] = field(default_factory=set)  # failures told in the log since the last success
+    logged: set[str] = field(default_factory=set)  # failures already logged: once each
 
 
 class Reader:
@@ -120,7 +122,10 @@ class Reader:
             if len(run) == MAX_RUN_BLOCKS and self._store.ranged_reads:
                 self._launch(entry, obj, fetches, run)
                 run = []
-        if run:
+        # read-ahead waits until the window's unfetched tail makes a real run:
+        # sliding it one block at a time would cost a request per block
+        min_run = 1 if urgent else max(1, min(MAX_RUN_BLOCKS, (last - first + 1) // 2))
+        if run and (len(run) >= min_run or (run[-1] + 1) * BLOCK_SIZE >= entry.size):
             self._launch(entry, obj, fetches, run)
 
     def _launch(self, entry: Entry, obj: str, fetches: _ObjectFetches, run: list[int]) -> None:
@@ -151,7 +156,6 @@ class Reader:
                         f"bytes where it declared {entry.size}")
                 await self._store_block(obj, fetches, index, bytes(buffer))
                 index += 1
-            fetches.logged.clear()
         except StoreError as exc:
             if str(exc) not in fetches.logged:  # parallel runs fail alike: one line
                 fetches.logged.add(str(exc))

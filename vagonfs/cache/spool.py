@@ -47,9 +47,6 @@ class Spool:
         await trio.to_thread.run_sync(os.ftruncate, self._fd, size)
         self.size = size
 
-    async def sync(self) -> None:
-        await trio.to_thread.run_sync(os.fsync, self._fd)
-
     async def copy(self, directory: Path) -> Spool:
         """A new spool with the same content (a writer while this one uploads)."""
         other = Spool.new(directory)

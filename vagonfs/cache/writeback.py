@@ -43,7 +43,7 @@ from vagonfs.errors import (FileTooLarge, InvalidName, NoSpace, PermissionDenied
 log = logging.getLogger("vagonfs.upload")
 
 PERMANENT = (NoSpace, FileTooLarge, PermissionDenied, InvalidName, ReadOnly)
-MAX_PARALLEL_UPLOADS = 4
+MAX_PARALLEL_UPLOADS = 8  # small files upload side by side; big ones bound their parts
 
 
 class State(enum.Enum):
@@ -103,13 +103,18 @@ class WriteBack:
         return pending
 
     async def flushed(self, node) -> None:
-        """A ``close(2)`` or ``fsync``: make the data durable and journal it."""
+        """A ``close(2)``: journal the file, so a killed daemon loses nothing.
+
+        No ``fsync`` here, as on a local disk: the spool and the record are in
+        the kernel's hands, which survives the daemon's death and a clean
+        reboot; the one call that promises more, ``fsync``, waits for the
+        store itself (``upload_now``).
+        """
         pending = self._pending.get(id(node))
         if pending is None:
             return
         if pending.state is State.FAILED and pending.error is not None:
             raise pending.error
-        await pending.spool.sync()
         await self._write_record(pending)
 
     def closed(self, node) -> None:
@@ -177,8 +182,6 @@ class WriteBack:
             tmp = path.with_suffix(".tmp")
             with open(tmp, "w") as fh:
                 json.dump(record, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
             os.replace(tmp, path)
 
         await trio.to_thread.run_sync(write)

@@ -21,7 +21,6 @@ re-reads the node after its awaits instead of trusting what it saw before.
 
 from __future__ import annotations
 
-import errno
 import logging
 import mimetypes
 import os
@@ -633,18 +632,23 @@ class Filesystem:
 
 
 NAME_MAX = 255  # bytes in one Linux file name
+MAX_SIZE = 2 ** 63 - 1  # off_t
 
 
 def _visible(entry: Entry) -> bool:
     """Whether a listed entry can be shown: a complete upload with a name Linux
-    can hold. Bad names from a server are skipped with a log line: one bad
-    entry must not fail the whole listing (a name that cannot be encoded, or
-    one over FUSE's limit, would make the kernel's readdir fail)."""
+    can hold, with a size it can state. Bad ones from a server are skipped with
+    a log line: one bad entry must not fail the whole listing (a name with no
+    byte encoding or a size past off_t fails the whole readdir reply; a name
+    over 255 bytes cannot be looked up)."""
     if not entry.ready:
         return False
     problem = _bad_name(entry.name)
+    if problem is None and not 0 <= entry.size <= MAX_SIZE:
+        problem = f"its size {entry.size} is not a file size"
     if problem:
-        shown = entry.name if len(entry.name) <= 80 else entry.name[:80] + "..."
+        long = isinstance(entry.name, str) and len(entry.name) > 80
+        shown = entry.name[:80] + "..." if long else entry.name
         log.warning("skipping an entry the store named %r: %s", shown, problem)
         return False
     return True
@@ -652,7 +656,8 @@ def _visible(entry: Entry) -> bool:
 
 def _bad_name(name: str) -> str | None:
     """Why Linux cannot hold ``name``, or None when it can."""
-    if not name or name in (".", "..") or "/" in name or "\0" in name:
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name \
+            or "\0" in name:
         return "not a valid file name"
     try:
         size = len(os.fsencode(name))

@@ -4,12 +4,14 @@ A store is input too. When switched on (``PUT /_admin/bad-input`` or
 ``--bad-input JSON``), listings of the chosen folders carry extra entries no
 client should trust: names with ``/``, ``.``, ``..``, NUL, control characters,
 a lone surrogate, an empty or missing (``null``) name, names over 255 bytes
-(and over FUSE's 1024), and a second entry under an existing name. These
+(and over FUSE's 1024), sizes of -1 and 2**64, an item whose ``id`` and
+``size`` are not numbers, and a second entry under an existing name. These
 entries have ids or paths that do not exist (a download answers 404).
 ``size_delta`` makes listings (and Vagon's download-link reply) declare a
 file's size off by that many bytes while the object store keeps serving the
-real bytes; ``link_host`` puts another host name (same port) into Vagon
-download links.
+real bytes; ``unsized`` makes downloads stop stating the file's size (so a
+client must count what arrives); ``link_host`` puts another host name (same
+port) into Vagon download links.
 
 Also kept here: how many object-store requests carried an ``Authorization``
 header, and which ``Host`` they named, so a test can check that a client
@@ -31,7 +33,7 @@ from starlette.responses import Response
 
 FAKE_ID = 2_000_000_000
 KINDS = ("slash", "dot", "dotdot", "nul", "control", "surrogate", "empty", "null", "long",
-         "duplicate")
+         "size", "malformed", "duplicate")
 _NAMES = {
     "slash": ["bad/slash.txt"],
     "dot": ["."],
@@ -43,7 +45,12 @@ _NAMES = {
     "null": [None],
     "long": ["L" * 300, "M" * 1100],  # over NAME_MAX; over FUSE_NAME_MAX
 }
-_KEYS = {"vagon", "tenant", "kinds", "size_delta", "link_host"}
+# kind -> (name, fields that replace the entry's own)
+_ODD = {
+    "size": [("negative-size.bin", {"size": -1}), ("huge-size.bin", {"size": 2 ** 64})],
+    "malformed": [("malformed.bin", {"id": "not-a-number", "size": "big"})],
+}
+_KEYS = {"vagon", "tenant", "kinds", "size_delta", "link_host", "unsized"}
 
 
 class BadInputError(ValueError):
@@ -51,7 +58,10 @@ class BadInputError(ValueError):
 
 
 class BadInput:
-    """Protects: the configuration and the credentials counter (handlers run in threads too)."""
+    """The switches (replaced whole, under the lock) and what the object store saw.
+
+    Protects (``_lock``): the counters, and the switches while they change;
+    handlers read the switches without it (each is replaced, never mutated)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -60,11 +70,14 @@ class BadInput:
         self._set({})
 
     def _set(self, config: dict) -> None:
-        self.vagon = {int(p) for p in config.get("vagon", [])}
-        self.tenant = {str(p).strip("/") for p in config.get("tenant", [])}
-        self.kinds = list(config.get("kinds", KINDS))
-        self.size_delta = {str(k): int(v) for k, v in config.get("size_delta", {}).items()}
-        self.link_host = config.get("link_host")
+        parsed = {  # all parsed first: a bad value changes nothing
+            "vagon": {int(p) for p in config.get("vagon", [])},
+            "tenant": {str(p).strip("/") for p in config.get("tenant", [])},
+            "kinds": list(config.get("kinds", KINDS)),
+            "size_delta": {str(k): int(v) for k, v in config.get("size_delta", {}).items()},
+            "link_host": config.get("link_host"),
+            "unsized": bool(config.get("unsized", False))}
+        self.__dict__.update(parsed)
 
     def replace(self, config: object) -> None:
         if not isinstance(config, dict):
@@ -88,7 +101,8 @@ class BadInput:
         with self._lock:
             return {"vagon": sorted(self.vagon), "tenant": sorted(self.tenant),
                     "kinds": list(self.kinds), "size_delta": dict(self.size_delta),
-                    "link_host": self.link_host, "credentials_seen": self.credentials_seen,
+                    "link_host": self.link_host, "unsized": self.unsized,
+                    "credentials_seen": self.credentials_seen,
                     "hosts_seen": sorted(self.hosts_seen)}
 
     def saw_request(self, headers) -> None:
@@ -109,14 +123,26 @@ class BadInput:
         netloc = self.link_host if parts.port is None else f"{self.link_host}:{parts.port}"
         return urlunsplit(parts._replace(netloc=netloc))
 
+    def unsize(self, response):
+        """With ``unsized``: a download that does not state the file's size (no
+        Content-Length, so chunked; ``Content-Range: bytes a-b/*``)."""
+        if self.unsized and response.status in (200, 206):
+            response.headers.pop("content-length", None)
+            if "content-range" in response.headers:
+                span = response.headers["content-range"].rpartition("/")[0]
+                response.headers["content-range"] = f"{span}/*"
+        return response
+
     def declared(self, name, size: int) -> int:
         return max(0, size + self.size_delta.get(name, 0)) if isinstance(name, str) else size
 
-    def _bad_names(self, existing: list[str]) -> list:
-        names = [n for kind in self.kinds for n in _NAMES.get(kind, [])]
+    def _bad_entries(self, existing: list[str]) -> list[tuple[object, dict]]:
+        """(name, fields to override) of each bad entry to add."""
+        bad = [(n, {}) for kind in self.kinds for n in _NAMES.get(kind, [])]
+        bad += [odd for kind in self.kinds for odd in _ODD.get(kind, [])]
         if "duplicate" in self.kinds and existing:
-            names.append(existing[0])
-        return names
+            bad.append((existing[0], {}))
+        return bad
 
     def vagon_listing(self, body: dict, parent_id: int, make_row) -> Response | None:
         """The listing with bad entries added (last page), or None when not switched on."""
@@ -129,8 +155,8 @@ class BadInput:
                 fields["size"] = self.declared(fields.get("name"), fields["size"])
         if parent_id in self.vagon and body.get("next_page") is None:
             existing = [i.get("attributes", i).get("name") for i in items]
-            for n, name in enumerate(self._bad_names(existing)):
-                items.append(make_row(FAKE_ID + n, name))
+            for n, (name, fields) in enumerate(self._bad_entries(existing)):
+                items.append(make_row({"id": FAKE_ID + n, "name": name, **fields}))
         return ascii_json(body)
 
     def tenant_listing(self, files: list[dict], path: str) -> Response | None:
@@ -140,11 +166,12 @@ class BadInput:
             if not item.get("is_dir"):
                 item["size"] = self.declared(item["name"], item["size"])
         if path in self.tenant:
-            for n, name in enumerate(self._bad_names([f["name"] for f in files])):
+            for n, (name, fields) in enumerate(self._bad_entries([f["name"] for f in files])):
                 shown = name if isinstance(name, str) else f"null-{n}"
                 files.append({"name": name, "path": f"{path}/{shown}" if path else shown,
                               "size": 7 + n, "is_dir": False,
-                              "updated_at": "2026-01-01T00:00:00Z"})
+                              "updated_at": "2026-01-01T00:00:00Z", **fields})
+                files[-1].pop("id", None)
         return ascii_json({"files": files})
 
 

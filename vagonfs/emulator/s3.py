@@ -126,7 +126,7 @@ async def get_object(request: Request) -> Response:
     if response.status == 416:
         return xml_error(416, "InvalidRange", "The requested range is not satisfiable",
                          headers={"Content-Range": f"bytes */{size}"})
-    return response
+    return emu.bad_input.unsize(response)
 
 
 def routes() -> list[Route]:

@@ -136,7 +136,7 @@ async def download(request: Request):
                             honour_range=emu.settings.tenant_range)
     if response.status == 416:
         return error(416, "range not satisfiable", {"Content-Range": f"bytes */{row['size']}"})
-    return response
+    return emu.bad_input.unsize(response)
 
 
 def _copy_to_blob(storage, upload: UploadFile) -> tuple[str, int]:

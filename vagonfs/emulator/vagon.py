@@ -69,11 +69,11 @@ async def list_files(request: Request, _data):
     parent_id = int_param(request.query_params.get("parent_id"), "parent_id", 0)
     wrapped = emu.settings.vagon_items == "wrapped"
 
-    def bad_item(file_id: int, name) -> dict:  # an entry that exists only in this listing
-        return file_item({"id": file_id, "uid": f"bad{file_id}", "name": name,
-                          "object_type": "file", "size": 7, "content_type": "text/plain",
-                          "parent_id": parent_id, "machine_id": None, "status": "completed",
-                          "created_at": iso(), "updated_at": iso()}, wrapped)
+    def bad_item(fields: dict) -> dict:  # an entry that exists only in this listing
+        return file_item({"uid": f"bad{fields['id']}", "object_type": "file", "size": 7,
+                          "content_type": "text/plain", "parent_id": parent_id,
+                          "machine_id": None, "status": "completed", "created_at": iso(),
+                          "updated_at": iso(), **fields}, wrapped)
 
     envelope = dict(listing, client_code=200, message="OK", timestamp=iso())
     return emu.bad_input.vagon_listing(envelope, parent_id, bad_item) or reply(listing)

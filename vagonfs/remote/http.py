@@ -25,6 +25,7 @@ continuous run of chunks.
 from __future__ import annotations
 
 import email.utils
+import os
 import json
 import logging
 import random
@@ -383,3 +384,24 @@ def _total_size(response: httpx.Response) -> int | None:
         return int(total) if total.isdigit() else None
     length = response.headers.get("Content-Length", "")
     return int(length) if length.isdigit() else None
+
+
+FILE_CHUNK = 1024 * 1024
+
+
+async def file_range(fd: int, offset: int, length: int,
+                     progress: Callable[[int], None] | None = None) -> AsyncIterator[bytes]:
+    """An upload body streamed from a local file, a chunk at a time, read off
+    the trio thread: memory stays at one chunk whatever the file's size.
+    ``progress`` hears the bytes handed on so far."""
+    done = 0
+    while done < length:
+        data = await trio.to_thread.run_sync(os.pread, fd, min(FILE_CHUNK, length - done),
+                                             offset + done)
+        if not data:
+            raise RemoteIOError(f"the local copy ended at {offset + done} bytes where "
+                                f"{offset + length} were to be uploaded")
+        done += len(data)
+        yield data
+        if progress is not None:
+            progress(done)

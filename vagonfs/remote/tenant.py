@@ -16,21 +16,21 @@ and the first whole-file answer (200 to a ranged request) turns
 from __future__ import annotations
 
 import json
-import os
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from typing import BinaryIO
 
 import httpx
-import trio
 
 from vagonfs.errors import AlreadyExists, IsADirectory, NotEmpty, NotFound, RemoteIOError
 from vagonfs.remote.base import Capabilities, Capacity, Entry, ProgressFn, Store
-from vagonfs.remote.http import HeaderAuth, HttpClient, parse_timestamp, reply_shape
+from vagonfs.remote.http import HeaderAuth, HttpClient, file_range, parse_timestamp, reply_shape
+
+log = logging.getLogger("vagonfs.tenant")
 
 MAX_FILE_SIZE = 52_428_800  # 50 MiB, accepted exactly
-READ_CHUNK = 1024 * 1024
 
 
 def _join(folder: str, name: str) -> str:
@@ -81,7 +81,16 @@ class TenantStore(Store):
     async def list(self, folder: Entry) -> AsyncIterator[list[Entry]]:
         response = await self._call("GET", params={"path": folder.key})
         with reply_shape("tenant listing"):
-            entries = [self._entry(item, folder.key) for item in response.json()["files"] or []]
+            items = response.json()["files"] or []
+            if not isinstance(items, list):
+                raise TypeError("'files' is not a list")
+        entries = []
+        for item in items:  # one bad item is skipped, not the whole folder
+            try:
+                with reply_shape("tenant listing item"):
+                    entries.append(self._entry(item, folder.key))
+            except RemoteIOError as exc:
+                log.warning("skipping an item of the listing of %s: %s", folder.key or "/", exc)
         yield entries
 
     async def lookup(self, folder: Entry, name: str) -> Entry:
@@ -124,17 +133,8 @@ class TenantStore(Store):
 
         async def body() -> AsyncIterator[bytes]:
             yield head
-            offset = 0
-            while offset < size:
-                data = await trio.to_thread.run_sync(os.pread, fd, min(READ_CHUNK, size - offset),
-                                                     offset)
-                if not data:
-                    raise RemoteIOError(f"the local copy ended at {offset} bytes "
-                                        f"where {size} were to be uploaded")
-                offset += len(data)
+            async for data in file_range(fd, 0, size, progress):
                 yield data
-                if progress is not None:
-                    progress(offset)
             yield tail
 
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}",

@@ -38,12 +38,12 @@ emptiness before ``rmdir``.
 
 from __future__ import annotations
 
+import logging
 import math
-import os
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import aclosing, asynccontextmanager
 from datetime import datetime, timezone
 from typing import BinaryIO, NamedTuple
@@ -56,8 +56,10 @@ import trio
 from vagonfs.errors import (CrossDevice, InvalidName, IsADirectory, NotFound, ReadOnly,
                             RemoteIOError)
 from vagonfs.remote.base import Capabilities, Capacity, Entry, ProgressFn, Store
-from vagonfs.remote.http import parse_timestamp, reply_shape, task_group
+from vagonfs.remote.http import file_range, parse_timestamp, reply_shape, task_group
 from vagonfs.remote.vagon_api import VagonApi
+
+log = logging.getLogger("vagonfs.vagon")
 
 RESERVED = '\\/:*?"<>|'
 MiB = 1024 * 1024
@@ -193,7 +195,16 @@ class VagonStore(Store):
                 yield []
                 return
             async for page in self._pages(scope):
-                yield [self._item_entry(item, scope) for item in page]
+                yield list(self._entries(page, scope))
+
+    def _entries(self, page: list[dict], scope: VagonKey) -> Iterator[Entry]:
+        """The page's entries; an item that cannot be read is skipped with a log
+        line, so one bad item does not fail the whole folder."""
+        for item in page:
+            try:
+                yield self._item_entry(item, scope)
+            except RemoteIOError as exc:
+                log.warning("skipping an item of a listing: %s", exc)
 
     async def _machines(self) -> list[Entry]:
         machines = [m async for page in self.api.machines() for m in page]
@@ -351,8 +362,8 @@ class VagonStore(Store):
 
     async def _put_parts(self, fd: int, size: int, chunk: int, urls: list[str],
                          progress: ProgressFn | None) -> list[str]:
-        """PUT the parts, ``part_parallelism`` at a time; each worker holds one
-        part in memory, read off the trio thread."""
+        """PUT the parts, ``part_parallelism`` at a time, each streamed from
+        the file (a retry reads it again), so memory holds chunks, not parts."""
         etags = [""] * len(urls)
         todo = iter(enumerate(urls))
         done = 0
@@ -362,11 +373,8 @@ class VagonStore(Store):
             for index, url in todo:
                 offset = index * chunk
                 length = min(chunk, size - offset)
-                data = await trio.to_thread.run_sync(os.pread, fd, length, offset)
-                if len(data) != length:
-                    raise RemoteIOError(f"the local copy ended at {offset + len(data)} bytes "
-                                        f"where {size} were to be uploaded")
-                etags[index] = await self.api.put_part(url, data)
+                etags[index] = await self.api.put_part(
+                    url, lambda o=offset, n=length: file_range(fd, o, n), length)
                 done += length
                 if progress is not None:
                     progress(done)

@@ -211,12 +211,14 @@ class VagonApi:
             body["machine_id"] = machine_id
         return await self.call("POST", "/files", body=body, idempotent=False)
 
-    async def put_part(self, url: str, data: bytes) -> str:
+    async def put_part(self, url: str, body: Callable[[], AsyncIterator[bytes]],
+                       length: int) -> str:
         """PUT one part to its presigned URL (no credentials: the URL is the
         permission); answers the part's ETag. Idempotent: a part PUT again
-        replaces itself."""
-        response = await self.http.request("PUT", url, content=data,
-                                           headers={"Content-Type": "application/octet-stream"})
+        replaces itself, so each attempt streams ``body()`` anew."""
+        response = await self.http.request("PUT", url, content=body,
+                                           headers={"Content-Type": "application/octet-stream",
+                                                    "Content-Length": str(length)})
         etag = response.headers.get("ETag")
         if not etag:
             raise RemoteIOError("the object store answered a part upload without an ETag")
