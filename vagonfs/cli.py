@@ -25,8 +25,9 @@ SUBCOMMANDS = ("mount", "unmount", "umount", "status", "archive", "emulator", "d
 _GENERIC_MOUNT_OPTIONS = {"rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "auto",
                           "noauto", "user", "nouser", "users", "_netdev", "nofail",
                           "defaults", "async", "sync", "atime", "noatime", "relatime"}
-_FLAG_OPTIONS = {"ro": "read_only", "read_only": "read_only", "allow_other": "allow_other",
-                 "foreground": "foreground"}
+_FLAG_OPTIONS = {"ro": ("read_only", True), "read_only": ("read_only", True),
+                 "allow_other": ("allow_other", True), "foreground": ("foreground", True),
+                 "no_xattrs": ("xattrs", False)}
 
 
 def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,6 +58,9 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
                    help="how long a folder listing is reused (default 5m)")
     p.add_argument("--write-back-delay", default="2s",
                    help="how long a closed file waits before its upload (default 2s)")
+    p.add_argument("--no-xattrs", dest="xattrs", action="store_false",
+                   help="offer no extended attributes (no user.mime_type): ls -l of big "
+                        "folders then makes no getxattr round trips")
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--log-file", help="log here (default: stderr with -f, else "
@@ -87,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="pending uploads, cache use and request counts")
     status.add_argument("mountpoint", metavar="MOUNTPOINT")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--watch", action="store_true",
+                        help="refresh every second until Ctrl-C (large copies, before unmount)")
     status.set_defaults(run=_status)
 
     from vagonfs import archive, demo
@@ -129,8 +135,8 @@ def _apply_fuse_options(args: argparse.Namespace) -> None:
             name, _, value = item.partition("=")
             if name in _GENERIC_MOUNT_OPTIONS or name.startswith("x-"):
                 continue
-            if name in _FLAG_OPTIONS and not value:
-                setattr(args, _FLAG_OPTIONS[name], True)
+            if name.replace("-", "_") in _FLAG_OPTIONS and not value:
+                setattr(args, *_FLAG_OPTIONS[name.replace("-", "_")])
                 continue
             attr = name.replace("-", "_")
             if attr in ("source", "mountpoint", "fuse_options") or not hasattr(args, attr):
@@ -165,7 +171,7 @@ def _mount_options(args: argparse.Namespace):
         attr_timeout=parse_duration(args.attr_timeout),
         dir_cache_time=parse_duration(args.dir_cache_time),
         write_back_delay=parse_duration(args.write_back_delay),
-        log_level=args.log_level,
+        log_level=args.log_level, xattrs=bool(args.xattrs),
         log_file=Path(args.log_file).expanduser().absolute() if args.log_file else None,
         foreground=bool(args.foreground))
 
@@ -223,31 +229,39 @@ def _unmount(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from vagonfs import control, mount
 
-    try:
-        status = next(control.request(args.mountpoint, {"cmd": "status"}))
-    except (FileNotFoundError, ConnectionRefusedError, StopIteration):
-        stale = mount.is_stale(args.mountpoint)
-        print(f"vagonfs: {args.mountpoint}: " + (
-            "stale mount, its daemon is gone (vagonfs unmount cleans it up)" if stale
-            else "not a vagonfs mount"), file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(status, indent=2))
-        return 0
-    print(f"{status['remote']}:{status['subpath']} ({status['type']}) on "
-          f"{status['mountpoint']}, pid {status['pid']}")
-    uploads = status["uploads"]
-    print(f"uploads pending: {len(uploads)}")
-    for u in uploads:
-        line = f"  {u['state']:<9} {u['path']}  {u['progress']}/{u['size']} bytes"
+    while True:
+        try:
+            status = next(control.request(args.mountpoint, {"cmd": "status"}))
+        except (FileNotFoundError, ConnectionRefusedError, StopIteration):
+            stale = mount.is_stale(args.mountpoint)
+            print(f"vagonfs: {args.mountpoint}: " + (
+                "stale mount, its daemon is gone (vagonfs unmount cleans it up)" if stale
+                else "not a vagonfs mount"), file=sys.stderr)
+            return 1
+        text = json.dumps(status, indent=2) if args.json else _status_text(status)
+        if not args.watch:
+            print(text)
+            return 0
+        # on a terminal the screen is redrawn in place; elsewhere one report a second
+        print(("\033[H\033[J" if sys.stdout.isatty() else "") + text, flush=True)
+        time.sleep(1)
+
+
+def _status_text(status: dict) -> str:
+    lines = [f"{status['remote']}:{status['subpath']} ({status['type']}) on "
+             f"{status['mountpoint']}, pid {status['pid']}",
+             f"uploads pending: {len(status['uploads'])}"]
+    for u in status["uploads"]:
+        percent = 100 * u["progress"] // u["size"] if u["size"] else 100
+        line = f"  {u['state']:<9} {u['path']}  {u['progress']}/{u['size']} bytes ({percent}%)"
         if u["error"]:
             line += f"  last error: {u['error']}"
-        print(line)
+        lines.append(line)
     cache = status["cache"]
-    print(f"cache: {cache['used'] >> 20} MiB of {cache['max'] >> 20} MiB in {cache['dir']}")
-    for name, value in sorted(status["requests"].items()):
-        print(f"{name}: {value}")
-    return 0
+    lines.append(f"cache: {cache['used'] >> 20} MiB of {cache['max'] >> 20} MiB in "
+                 f"{cache['dir']}")
+    lines += [f"{name}: {value}" for name, value in sorted(status["requests"].items())]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,5 +125,6 @@ class MountOptions:
     dir_cache_time: float = 300.0
     write_back_delay: float = 2.0
     log_level: str = "INFO"
+    xattrs: bool = True
     log_file: Path | None = None
     foreground: bool = False

@@ -51,10 +51,14 @@ def _name(raw: bytes) -> str:
 class FuseOperations(pyfuse3.Operations):
     supports_dot_lookup = False
 
-    def __init__(self, fs: Filesystem, attr_timeout: float):
+    def __init__(self, fs: Filesystem, attr_timeout: float, xattrs: bool = True):
         super().__init__()
         self.fs = fs
         self.attr_timeout = attr_timeout
+        # ENOSYS makes the kernel stop asking for good: ls -l then skips its two
+        # getxattr round trips per file (SELinux label, ACL), which FUSE cannot
+        # cache as absent
+        self.xattrs = xattrs
 
     def _attrs(self, node: Node) -> pyfuse3.EntryAttributes:
         a: Attributes = self.fs.attributes(node)
@@ -177,6 +181,8 @@ class FuseOperations(pyfuse3.Operations):
         return out
 
     async def getxattr(self, inode, name, ctx):
+        if not self.xattrs:
+            raise pyfuse3.FUSEError(errno.ENOSYS)
         with _errors("getxattr"):
             node = self.fs.node(inode)
         if name == MIME_XATTR and node.entry is not None and node.entry.content_type:
@@ -184,6 +190,8 @@ class FuseOperations(pyfuse3.Operations):
         raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
 
     async def listxattr(self, inode, ctx):
+        if not self.xattrs:
+            raise pyfuse3.FUSEError(errno.ENOSYS)
         with _errors("listxattr"):
             node = self.fs.node(inode)
         return [MIME_XATTR] if node.entry is not None and node.entry.content_type else []

@@ -184,7 +184,7 @@ async def _serve(options: MountOptions) -> int:
             # before init: once mounted, even a stat of the mountpoint waits for
             # pyfuse3.main() to answer, and this thread would wait on itself
             await nursery.start(daemon.serve_control)
-            pyfuse3.init(FuseOperations(fs, options.attr_timeout), mountpoint, fuse_options)
+            pyfuse3.init(FuseOperations(fs, options.attr_timeout, options.xattrs), mountpoint, fuse_options)
             log.info("mounted %s:%s on %s", options.remote.name, options.subpath, mountpoint)
             nursery.start_soon(daemon.on_signals)
             _tell_parent("ready")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -113,3 +114,30 @@ def test_gio_browsing_reads_no_file_contents(mount_factory, demo_emulator):
     assert blocks * unit >= size and blocks * unit < size + 8192  # st_blocks as on a disk
     mime = os.getxattr(mount.path / "Docs/README.txt", "user.mime_type")
     assert mime.startswith(b"text/")
+
+
+def test_status_shows_pending_uploads_and_watch_refreshes(mount_factory):
+    mount = mount_factory("tenant", options=("--write-back-delay", "60s"))
+    (mount.path / "pending.txt").write_text("not uploaded yet\n")
+    text = vagonfs("status", str(mount.path)).stdout
+    assert "uploads pending: 1" in text
+    assert "queued" in text and "pending.txt  0/17 bytes (0%)" in text, text
+    assert "\nrequests: " in text, text  # request counts since the mount
+    watch = subprocess.Popen([sys.executable, "-m", "vagonfs", "status", "--watch",
+                              str(mount.path)], stdout=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    watch.send_signal(signal.SIGINT)
+    out, _ = watch.communicate(timeout=30)
+    assert out.count("uploads pending: 1") >= 2  # a report each second, until Ctrl-C
+    assert watch.returncode == 130
+
+
+def test_no_xattrs_spares_ls_l_its_getxattr_round_trips(mount_factory, demo_emulator):
+    plain = mount_factory("vagon", emulator=demo_emulator, subpath="shared")
+    bare = mount_factory("vagon", emulator=demo_emulator, subpath="shared",
+                         options=("--no-xattrs",))
+    assert os.getxattr(plain.path / "Docs/README.txt", "user.mime_type").startswith(b"text/")
+    with pytest.raises(OSError) as exc:
+        os.getxattr(bare.path / "Docs/README.txt", "user.mime_type")
+    assert exc.value.errno in (errno.ENOTSUP, errno.ENODATA)  # the kernel's word for ENOSYS
+    assert sh(f"ls -l '{bare.path}/Big folder'").count("\n") == 251
