@@ -16,7 +16,6 @@ from vagonfs.mount import is_mounted
 
 from .conftest import sh, vagonfs
 
-ROOT_ONLY = pytest.mark.skipif(os.getuid() != 0, reason="mount(8) of a FUSE type needs root")
 
 
 def test_demo_mounts_all_three_stores_and_ctrl_c_cleans_up(tmp_path):
