@@ -18,7 +18,9 @@ import time
 
 import pytest
 
-from .conftest import Mount, sh
+from vagonfs.mount import is_mounted
+
+from .conftest import Mount, sh, vagonfs
 from .test_tools import sha256
 
 MiB = 1024 * 1024
@@ -256,3 +258,20 @@ def test_a_change_made_elsewhere_shows_within_the_dir_cache_time(mount_factory,
     there.wait_uploaded()
     time.sleep(2.5)  # past both cache times: the new version, never the cached old bytes
     assert (here.path / "shared.txt").read_text() == "second, longer\n"
+
+
+def test_unmount_timeout_refuses_rather_than_drop_data(mount_factory, emulator_factory,
+                                                       big_file):
+    emulator = emulator_factory()
+    mount = mount_factory("vagon", emulator=emulator, subpath="shared")
+    emulator.set_faults({"rules": [{"route": "s3.part_put", "latency_ms": 4000}]})
+    sh(f"cp {big_file} {mount.path}/big.bin")
+    result = vagonfs("unmount", str(mount.path), "--timeout", "1", check=False)
+    assert result.returncode == 1 and "still mounted" in result.stderr
+    assert is_mounted(mount.path)
+    emulator.clear_faults()
+    result = vagonfs("unmount", str(mount.path), check=False, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert not is_mounted(mount.path)
+    mount.start()
+    assert sha256(mount.path / "big.bin") == sha256(big_file)
