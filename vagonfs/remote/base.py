@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator, Callable, Hashable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from vagonfs.errors import NotADirectory
+from vagonfs.errors import NotADirectory, NotFound
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +125,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def capacity(self) -> Capacity:
         ...
+
+
+async def find_listed(store: Store, folder: Entry, name: str) -> Entry:
+    """``lookup`` for a store (or a view) that has no way to ask for one name:
+    walk the listing until the name shows."""
+    async with aclosing(store.list(folder)) as pages:
+        async for page in pages:
+            for entry in page:
+                if entry.name == name:
+                    return entry
+    raise NotFound(f"{name} not found")
 
 
 async def resolve(store: Store, path: str) -> Entry:

@@ -26,14 +26,15 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import AsyncIterator
-from contextlib import aclosing, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import BinaryIO
 from urllib.parse import quote
 
 import httpx
 
-from vagonfs.errors import IsADirectory, NotFound, ReadOnly, RemoteIOError
-from vagonfs.remote.base import Capabilities, Capacity, Entry, ProgressFn, Store
+from vagonfs.errors import IsADirectory, ReadOnly, RemoteIOError
+from vagonfs.remote.base import (Capabilities, Capacity, Entry, ProgressFn, Store,
+                                 find_listed)
 from vagonfs.remote.http import HeaderAuth, HttpClient, parse_timestamp, reply_shape
 
 SESSIONS_PAGE = 100
@@ -155,12 +156,7 @@ class ShannonStore(Store):
                      writable=False)
 
     async def lookup(self, folder: Entry, name: str) -> Entry:
-        async with aclosing(self.list(folder)) as pages:
-            async for page in pages:
-                for entry in page:
-                    if entry.name == name:
-                        return entry
-        raise NotFound(f"{name} not found")
+        return await find_listed(self, folder, name)
 
     @asynccontextmanager
     async def read(self, entry: Entry, offset: int = 0, end: int | None = None):

@@ -19,13 +19,14 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import aclosing, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import BinaryIO
 
 import httpx
 
-from vagonfs.errors import AlreadyExists, IsADirectory, NotEmpty, NotFound, RemoteIOError
-from vagonfs.remote.base import Capabilities, Capacity, Entry, ProgressFn, Store
+from vagonfs.errors import AlreadyExists, IsADirectory, NotEmpty, RemoteIOError
+from vagonfs.remote.base import (Capabilities, Capacity, Entry, ProgressFn, Store,
+                                 find_listed)
 from vagonfs.remote.http import HeaderAuth, HttpClient, file_range, parse_timestamp, reply_shape
 
 log = logging.getLogger("vagonfs.tenant")
@@ -94,12 +95,7 @@ class TenantStore(Store):
         yield entries
 
     async def lookup(self, folder: Entry, name: str) -> Entry:
-        async with aclosing(self.list(folder)) as pages:
-            async for page in pages:
-                for entry in page:
-                    if entry.name == name:
-                        return entry
-        raise NotFound(f"{name} not found")
+        return await find_listed(self, folder, name)
 
     @asynccontextmanager
     async def read(self, entry: Entry, offset: int = 0, end: int | None = None):

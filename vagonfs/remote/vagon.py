@@ -55,7 +55,8 @@ import trio
 
 from vagonfs.errors import (CrossDevice, InvalidName, IsADirectory, NotFound, ReadOnly,
                             RemoteIOError)
-from vagonfs.remote.base import Capabilities, Capacity, Entry, ProgressFn, Store
+from vagonfs.remote.base import (Capabilities, Capacity, Entry, ProgressFn, Store,
+                                 find_listed)
 from vagonfs.remote.http import file_range, parse_timestamp, reply_shape, task_group
 from vagonfs.remote.vagon_api import VagonApi
 
@@ -260,12 +261,7 @@ class VagonStore(Store):
     async def lookup(self, folder: Entry, name: str) -> Entry:
         key: VagonKey = folder.key
         if key.scope in (ROOT, MACHINES, MACHINE, TASKS):
-            async with aclosing(self.list(folder)) as pages:
-                async for page in pages:
-                    for entry in page:
-                        if entry.name == name:
-                            return entry
-            raise NotFound(f"{name} not found")
+            return await find_listed(self, folder, name)
         try:
             check_name(name)
         except InvalidName:
