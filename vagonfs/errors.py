@@ -50,6 +50,7 @@ class StoreError(VagonfsError):
         self.message = message
         self.status = status  # HTTP status, when there was a reply
         self.code = code  # the store's application code (Vagon ``client_code``)
+        self.logged = False  # set where the failure was already told in the log
 
     def __str__(self) -> str:
         where = f" (HTTP {self.status})" if self.status else ""

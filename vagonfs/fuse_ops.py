@@ -34,7 +34,7 @@ def _errors(operation: str):
     except pyfuse3.FUSEError:
         raise
     except StoreError as exc:
-        if exc.errno in (errno.EIO, errno.ENOSPC, errno.EFBIG, errno.EACCES):
+        if exc.errno in (errno.EIO, errno.ENOSPC, errno.EFBIG, errno.EACCES) and not exc.logged:
             log.warning("%s: %s", operation, exc)
         else:
             log.debug("%s: %s", operation, exc)

@@ -160,6 +160,7 @@ class Reader:
             if str(exc) not in fetches.logged:  # parallel runs fail alike: one line
                 fetches.logged.add(str(exc))
                 log.warning("read %s: %s", entry.name, exc)
+            exc.logged = True  # the FUSE boundary need not say it again
             for failed in range(index, last + 1):
                 fetches.errors[failed] = exc
         finally:

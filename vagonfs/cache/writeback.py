@@ -249,6 +249,7 @@ class WriteBack:
 
     def _failed(self, pending: Pending, path: str, exc: StoreError) -> None:
         pending.error = exc
+        exc.logged = True  # told below; an fsync that returns it need not repeat it
         if self._pending.get(id(pending.node)) is not pending:  # deleted or rewritten meanwhile
             pending.spool.discard()
             pending.settled.set()

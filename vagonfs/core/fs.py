@@ -257,6 +257,7 @@ class Filesystem:
             except StoreError as exc:
                 handle.error = exc
                 log.warning("listing %s failed: %s", self.inodes.path(node) or "/", exc)
+                exc.logged = True
         handle.done = True
         handle.grown.set()
 
