@@ -21,6 +21,8 @@ boundary (pyfuse3 lets any other exception end the whole mount)::
         ├── IsADirectory       EISDIR
         ├── NotADirectory      ENOTDIR
         ├── Stale              ESTALE  (the file changed on the store while being read)
+        ├── BadHandle          EBADF   (a file handle the kernel should not have sent)
+        ├── LocalDiskError     ENOSPC, EDQUOT or EIO: the cache disk failed, as it said
         └── RemoteIOError      EIO     (retries exhausted, or nonsense from the server)
 
 Messages never contain credentials: the HTTP layer builds them from the
@@ -99,6 +101,23 @@ class Stale(StoreError):
 
 class RemoteIOError(StoreError):
     errno = errno.EIO
+
+
+class BadHandle(StoreError):
+    errno = errno.EBADF
+
+
+class LocalDiskError(StoreError):
+    """The cache disk refused a write or a read: a full disk or quota keeps its
+    errno (the caller can act on ENOSPC), anything else is EIO."""
+
+    def __init__(self, message: str, disk_errno: int | None):
+        super().__init__(message)
+        self.errno = disk_errno if disk_errno in (errno.ENOSPC, errno.EDQUOT) else errno.EIO
+
+    @property
+    def disk_full(self) -> bool:
+        return self.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class NameTooLong(StoreError):
