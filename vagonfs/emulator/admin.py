@@ -16,7 +16,7 @@ from vagonfs.emulator import vagon_model as model
 from vagonfs.emulator.bad_input import BadInputError
 from vagonfs.emulator.context import bearer_ok, of
 from vagonfs.emulator.faults import FaultError
-from vagonfs.emulator.storage import generated
+from vagonfs.emulator.storage import EMPTY_BLOB, generated
 
 
 class AdminError(Exception):
@@ -117,6 +117,8 @@ def _count_args(data: dict) -> tuple[int, str, int]:
 
 
 def _populate_vagon(storage, data: dict) -> dict:
+    """``count`` items in ``parent_id``, or with ``folders``: that many new folders
+    there, each holding ``count`` items (a tree of a million entries in seconds)."""
     count, prefix, size = _count_args(data)
     machine_id = _int(data, "machine_id", None)
     scope = model.SHARED if machine_id is None else model.machine_scope(machine_id)
@@ -128,19 +130,53 @@ def _populate_vagon(storage, data: dict) -> dict:
         parent = model.get(storage, parent_id)
         if parent is None or parent["scope"] != scope or parent["object_type"] != "directory":
             raise AdminError(404, "Parent folder not found")
+    folders = _int(data, "folders", None)
+    folder_prefix = data.get("folder_prefix", "d")
+    if folders is not None and (folders < 0 or not isinstance(folder_prefix, str)):
+        raise AdminError(400, "folders must be >= 0, folder_prefix a string")
     is_dir = data.get("object_type", "file") == "directory"
-    ids = []
-    for i in range(count):
-        name = f"{prefix}{i:06d}"
-        if model.child(storage, scope, parent_id, name):
-            raise AdminError(409, f"File already exists: {name}")
-        if is_dir:
-            ids.append(model.add_dir(storage, scope, parent_id, name, machine_id))
-        else:
-            ids.append(model.add_file(storage, scope, parent_id, name,
-                                      generated(f"populate/{scope}/{parent_id}/{name}", size),
-                                      machine_id=machine_id))
+    names = [f"{prefix}{i:06d}" for i in range(count)]
+    top = names if folders is None else [f"{folder_prefix}{j:06d}" for j in range(folders)]
+    taken = _taken(storage, scope, parent_id, top)
+    if taken:
+        raise AdminError(409, f"File already exists: {taken}")
+    parents = [parent_id]
+    if folders is not None:
+        parents = model.add_many(storage, scope, [parent_id], top, is_dir=True,
+                                 machine_id=machine_id)
+    blobs = () if is_dir else _blobs(storage, scope, parents, names, size)
+    # the six digits end every name, so one guess gives every name's type
+    ids = model.add_many(storage, scope, parents, names, is_dir=is_dir,
+                         content_type=model.guess_type(names[0]) if names else None,
+                         machine_id=machine_id, blobs=blobs)
+    if folders is not None:
+        return {"created": len(parents) + len(ids), "parent_id": parent_id, "ids": parents}
     return {"created": count, "parent_id": parent_id, "ids": ids}
+
+
+def _taken(storage, scope: str, parent_id: int, names: list[str]) -> str | None:
+    """The first of ``names`` already in the folder, in one query."""
+    if not names:
+        return None
+    wanted = set(names)
+    for row in storage.all("SELECT name FROM vfiles WHERE scope = ? AND parent_id = ? "
+                           "AND name BETWEEN ? AND ? ORDER BY name",
+                           (scope, parent_id, min(names), max(names))):
+        if row["name"] in wanted:
+            return row["name"]
+    return None
+
+
+def _blobs(storage, scope: str, parents: list[int], names: list[str], size: int):
+    """(blob, size) of each file to make, parent by parent: empty files share one blob,
+    others hold their own deterministic bytes."""
+    for parent_id in parents:
+        for name in names:
+            if size == 0:
+                yield EMPTY_BLOB, 0
+            else:
+                yield storage.write_blob(generated(f"populate/{scope}/{parent_id}/{name}",
+                                                   size))
 
 
 def _populate_tenant(storage, data: dict) -> dict:

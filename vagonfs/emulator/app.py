@@ -4,7 +4,10 @@ The middleware names each request by its route (``vagon.files``,
 ``s3.get_object``...), counts it, and applies injected faults before the
 handler runs (latency, an error status in the store's own error format) or
 while bytes flow (``cut_after``: the connection drops after that many body
-bytes, sent or received). Admin routes pass through untouched.
+bytes, sent or received), or answers 200 with a body that does not decode as
+its ``Content-Encoding`` says (``garble``: what a broken proxy sends, which a
+client library fails on with an error of its own). Admin routes pass through
+untouched.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 
 import anyio
 from starlette.applications import Starlette
+from starlette.responses import StreamingResponse
 from starlette.routing import Match
 
 from vagonfs.emulator import admin, archive, s3, shannon, tenant, vagon, vagon_machines
@@ -149,6 +153,14 @@ class Instrumented:
         exchange = _Exchange(stats, route, receive, send, decision.cut_after)
         if decision.status is not None:
             response = _fault_response(self.emu, route, decision)
+            return await response(scope, exchange.receive, exchange.send)
+        if decision.garble:  # a broken proxy's answer: no client library decodes it
+            async def garbled():
+                yield b"\x00garbled by the emulator" * 64
+
+            # streamed: no Content-Length, so a client cannot judge it by its size
+            response = StreamingResponse(garbled(), 200, headers={"Content-Encoding": "gzip"},
+                                         media_type="application/octet-stream")
             return await response(scope, exchange.receive, exchange.send)
         try:
             await self.app(scope, exchange.receive, exchange.send)

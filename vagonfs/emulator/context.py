@@ -17,6 +17,7 @@ from starlette.requests import Request
 from vagonfs.emulator.bad_input import BadInput
 from vagonfs.emulator.faults import Faults
 from vagonfs.emulator.storage import Storage
+from vagonfs.emulator.vagon_pages import ListingPages
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Emulator:
     stats: Stats = field(default_factory=Stats)
     bad_input: BadInput = field(default_factory=BadInput)
     completing: dict = field(default_factory=dict)  # file id -> asyncio.Lock of its complete
+    pages: ListingPages = field(default_factory=ListingPages)
 
     @property
     def api_key(self) -> str:

@@ -1,7 +1,8 @@
 """Injected faults: which requests fail, stall or lose their connection.
 
-Rules match route names with ``fnmatch``; ``times`` spends a rule after N
-matches, ``rate`` fires it with that probability (seeded, so a run repeats).
+Rules match route names with ``fnmatch``; ``after`` lets the first N matches
+through, ``times`` spends a rule after N matches, ``rate`` fires it with that
+probability (seeded, so a run repeats).
 The first rule that fires for a request decides its fate; latency adds up
 (the global ``latency_ms`` plus every matching rule's). The middleware in
 ``app.py`` applies the decision.
@@ -14,7 +15,8 @@ import random
 import threading
 from dataclasses import dataclass
 
-_RULE_KEYS = {"route", "status", "retry_after", "times", "rate", "cut_after", "latency_ms"}
+_RULE_KEYS = {"route", "status", "retry_after", "times", "rate", "cut_after", "latency_ms",
+              "garble", "after"}
 
 
 class FaultError(ValueError):
@@ -27,6 +29,7 @@ class Decision:
     status: int | None = None
     retry_after: float | None = None
     cut_after: int | None = None
+    garble: bool = False  # a 200 whose body does not decode as its Content-Encoding says
 
 
 class Faults:
@@ -80,16 +83,22 @@ class Faults:
             for rule in self.rules:
                 if not fnmatch.fnmatchcase(route, rule["route"]):
                     continue
+                if rule.get("after", 0) > 0:  # spare the first N matches (page 1 of a listing)
+                    rule["after"] -= 1
+                    continue
                 if rule.get("times") is not None and rule["times"] <= 0:
                     continue
                 if rule.get("rate") is not None and self._random.random() >= rule["rate"]:
                     continue
                 decision.latency_ms += float(rule.get("latency_ms", 0))
-                acts = rule.get("status") is not None or rule.get("cut_after") is not None
-                if acts and decision.status is None and decision.cut_after is None:
+                acts = rule.get("status") is not None or rule.get("cut_after") is not None \
+                    or bool(rule.get("garble"))
+                if acts and decision.status is None and decision.cut_after is None \
+                        and not decision.garble:
                     decision.status = rule.get("status")
                     decision.retry_after = rule.get("retry_after")
                     decision.cut_after = rule.get("cut_after")
+                    decision.garble = bool(rule.get("garble"))
                 if rule.get("times") is not None:
                     rule["times"] -= 1
         return decision

@@ -13,12 +13,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 from pathlib import Path
 
 import httpx
+
+from vagonfs import command
 
 LISTENING = "vagonfs emulator listening on "
 
@@ -63,15 +64,15 @@ class EmulatorProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "VAGONFS_EMULATOR_API_KEY": self.api_key,
                "VAGONFS_EMULATOR_API_SECRET": self.api_secret}
-        argv = [sys.executable, "-m", "vagonfs", "emulator", "--data", str(self.data_dir),
-                "--port", str(self.port), *self.args]
+        argv = command("emulator", "--data", str(self.data_dir), "--port", str(self.port),
+                       *self.args)
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log,
                                           stdin=subprocess.DEVNULL, env=env)
         line = self._read_listening_line()
         if not line.startswith(LISTENING):
             self._kill()
-            raise EmulatorError(f"the emulator did not start ({' '.join(argv[3:])}): "
+            raise EmulatorError(f"the emulator did not start ({' '.join(argv[4:])}): "
                                 f"{self._log_tail()}")
         self.url = line[len(LISTENING):].strip()
         self.port = int(self.url.rsplit(":", 1)[1])
@@ -130,6 +131,7 @@ class EmulatorProcess:
         self.stop()
         if self._owns_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> EmulatorProcess:
         return self.start()

@@ -4,7 +4,8 @@ Everything the three stores hold lives under one data dir (``meta.sqlite3``
 and ``blobs/``), so a restart with the same dir serves the same data. Blobs
 are named by generated ids, never by user names, and are written to a
 temporary file first and renamed into place, so a crash never leaves a
-half-written blob under a live name.
+half-written blob under a live name. Empty files made in bulk share one
+empty blob, which is never dropped.
 
 One connection, guarded by one lock: the request handlers run on the event
 loop thread, the archive builder on its own thread; every statement is short.
@@ -20,10 +21,13 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Hashable, Iterable, Iterator
 from pathlib import Path
 
 MiB = 1024 * 1024
+# the one blob every empty file may share (populate makes a million of them): never dropped
+EMPTY_BLOB = "empty"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT);
@@ -34,6 +38,8 @@ CREATE TABLE IF NOT EXISTS vfiles (
     blob TEXT, machine_id INTEGER, task_id INTEGER, is_root INTEGER NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS vfiles_parent ON vfiles (scope, parent_id, name);
+CREATE INDEX IF NOT EXISTS vfiles_listing
+    ON vfiles (scope, parent_id, object_type != 'directory', name);
 CREATE TABLE IF NOT EXISTS uploads (
     uid TEXT PRIMARY KEY, file_id INTEGER NOT NULL, size INTEGER NOT NULL,
     chunk INTEGER NOT NULL, nparts INTEGER NOT NULL, content_type TEXT,
@@ -72,6 +78,14 @@ def new_uid() -> str:
     return str(uuid.uuid4())
 
 
+def new_uids(count: int) -> list[str]:
+    """``count`` random version-4 uids, ten times faster than ``new_uid`` each
+    (a million for a populated tree)."""
+    hexes = os.urandom(16 * count).hex()
+    return [f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
+            for h in (hexes[i:i + 32] for i in range(0, 32 * count, 32))]
+
+
 def generated(seed: str, size: int) -> Iterator[bytes]:
     """Deterministic bytes for ``seed``: one PRNG block of up to 1 MiB, repeated
     with a counter in its first 8 bytes, so 64 MiB costs a few milliseconds."""
@@ -98,9 +112,15 @@ class Storage:
         self.db.create_function("casefold", 1, str.casefold, deterministic=True)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        # the indexes of a million-item tree stay in memory while populate fills them
+        self.db.execute("PRAGMA cache_size=-65536")
         self.db.executescript(_SCHEMA)
         for leftover in self.blobs.glob("tmp-*"):
             leftover.unlink(missing_ok=True)
+        self.blob_path(EMPTY_BLOB).touch()
+        # key -> changes made through touch(), for in-memory caches of query results:
+        # what was computed at generation g holds while the key stays at g
+        self._generations: Counter = Counter()
 
     # --- metadata -------------------------------------------------------------------------
 
@@ -131,6 +151,13 @@ class Storage:
         """Execute one statement; the new row id (for INSERTs)."""
         with self.tx() as db:
             return db.execute(sql, tuple(args)).lastrowid
+
+    def touch(self, key: Hashable) -> None:
+        """Say that what ``key`` names has changed (call it with the change)."""
+        self._generations[key] += 1
+
+    def generation(self, key: Hashable) -> int:
+        return self._generations[key]
 
     def is_empty(self) -> bool:
         return not any(self.one(f"SELECT 1 FROM {t} LIMIT 1")
@@ -174,5 +201,5 @@ class Storage:
         return blob, size
 
     def drop_blob(self, blob: str | None) -> None:
-        if blob:
+        if blob and blob != EMPTY_BLOB:
             (self.blobs / blob).unlink(missing_ok=True)

@@ -48,15 +48,13 @@ def _listing(request: Request, scope: str, extra_sql: str = "", extra_args=()) -
     q = request.query_params
     page, per_page = page_args(request)
     parent = _parent(request, scope, q.get("parent_id"))
+    parent_id = parent["id"] if parent else 0
     where = "scope = ? AND parent_id = ?" + extra_sql
-    args = [scope, parent["id"] if parent else 0, *extra_args]
+    args = [scope, parent_id, *extra_args]
     if q.get("q"):
         where += " AND instr(casefold(name), casefold(?)) > 0"
         args.append(q["q"])
-    count = emu.storage.one(f"SELECT COUNT(*) AS n FROM vfiles WHERE {where}", args)["n"]
-    rows = emu.storage.all(
-        f"SELECT * FROM vfiles WHERE {where} ORDER BY object_type != 'directory', name "
-        "LIMIT ? OFFSET ?", [*args, per_page, (page - 1) * per_page])
+    rows, count = emu.pages.page(emu.storage, scope, parent_id, where, args, page, per_page)
     wrapped = emu.settings.vagon_items == "wrapped"
     return page_reply("files", [file_item(r, wrapped) for r in rows], count, page, per_page,
                       current=file_item(parent, wrapped) if parent else None)
@@ -152,6 +150,7 @@ async def create(request: Request, data: dict):
         if existing:
             file_id = existing["id"]
         else:
+            model.changed(emu.storage, scope, parent_id)
             file_id = db.execute(
                 "INSERT INTO vfiles (uid, scope, parent_id, name, object_type, size, "
                 "content_type, status, machine_id, created_at, updated_at) "
@@ -253,6 +252,7 @@ def delete_tree(storage, file_id: int) -> None:
     blobs = [r["blob"] for r in rows]
     with storage.tx() as db:
         for row in rows:
+            model.changed(storage, row["scope"], row["parent_id"])
             db.execute("DELETE FROM vfiles WHERE id = ?", (row["id"],))
             blobs += [p["blob"] for p in db.execute(
                 "SELECT parts.blob FROM parts JOIN uploads ON uploads.uid = parts.upload_uid "
