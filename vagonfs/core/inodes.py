@@ -1,60 +1,124 @@
 """Inode numbers for remote entries, and the kernel's lookup counts on them.
 
-A node lives while the kernel holds a reference to it (lookup count above
-zero), while a file handle is open on it, or while it holds data not yet on
-the store; :meth:`InodeTable.forget` drops it after that. Its number is stable
-for all that time. The (parent, name) index lets a listing refresh find the
-node the kernel already knows instead of minting a second number.
+A file's node lives while the kernel holds a reference to it (lookup count
+above zero), while a file handle is open on it, or while it holds data not
+yet on the store; :meth:`InodeTable.forget` drops it after that. A folder's
+node lives as long as it is in its place (see ``_maybe_drop``); once
+deleted, with everything below it, while referenced. A dropped node is told to ``dropped``, so
+what hangs off its number (a folder's listing) goes with it. A number is
+stable for its node's life. A walk of a million entries keeps a million nodes
+(the kernel holds a reference on each entry a ``readdir`` shows), so a node
+is a slotted record that shares its name and entry with the listing, and the
+only indexes are the number map and one name map per folder.
+
+The per-folder name maps let a listing refresh find the node the kernel
+already knows instead of minting a second number, and make ``children`` and
+``descendants`` cost what they return, never a scan of every node.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from vagonfs.remote.base import Entry
 
 ROOT_INODE = 1  # what FUSE calls the mount's root
 
 
-@dataclass(eq=False)
+class _Rare:
+    """The fields of a node that few nodes ever set (open, written, moved, changed
+    here): kept apart, so the million nodes of a walked tree do not carry them."""
+
+    __slots__ = ("open_handles", "stale", "dirty", "unlinked", "local_mtime", "mtime_set",
+                 "local_mode", "seen_version")
+
+    def __init__(self):
+        self.open_handles = 0
+        self.stale = False
+        self.dirty = None
+        self.unlinked = False
+        self.local_mtime = None
+        self.mtime_set = False
+        self.local_mode = None
+        self.seen_version = None
+
+
+_DEFAULTS = _Rare()
+
+
+def _rare(name: str) -> property:
+    default = getattr(_DEFAULTS, name)
+
+    def get(node: Node):
+        return default if node._rare is None else getattr(node._rare, name)
+
+    def put(node: Node, value) -> None:
+        if node._rare is None:
+            if value is default:
+                return
+            node._rare = _Rare()
+        setattr(node._rare, name, value)
+
+    return property(get, put)
+
+
 class Node:
     """One file or folder the mount has shown.
 
     ``entry`` is the store's view as last seen (None for a file that exists
     only locally, not yet uploaded). ``stale`` marks an entry whose store key
     no longer holds (its folder was moved): it is looked up again before use.
+    ``dirty`` is set by the write-back layer while local content is newer than
+    the store's; ``local_mtime``/``local_mode`` are attributes set here on
+    content not yet uploaded (moved to LocalAttrs after), ``mtime_set`` says
+    ``local_mtime`` came from utimens, not from a write; ``seen_version`` is
+    the version at the last open (may the kernel keep its page cache?).
     """
 
-    ino: int
-    parent: int
-    name: str
-    is_dir: bool
-    entry: Entry | None
-    lookups: int = 0
-    open_handles: int = 0
-    stale: bool = False
-    # set by the write-back layer while local content is newer than the store's
-    dirty: object | None = field(default=None, repr=False)
-    unlinked: bool = False
-    # attributes set here on content not yet uploaded (moved to LocalAttrs after)
-    local_mtime: float | None = None
-    mtime_set: bool = False  # local_mtime came from utimens, not from a write
-    local_mode: int | None = None
-    seen_version: str | None = None  # version at the last open: may the kernel keep its cache?
+    __slots__ = ("ino", "parent", "name", "is_dir", "entry", "lookups", "_rare")
+
+    def __init__(self, ino: int, parent: int, name: str, is_dir: bool, entry: Entry | None,
+                 lookups: int = 0):
+        self.ino = ino
+        self.parent = parent
+        self.name = name
+        self.is_dir = is_dir
+        self.entry = entry
+        self.lookups = lookups
+        self._rare: _Rare | None = None
+
+    open_handles: int = _rare("open_handles")
+    stale: bool = _rare("stale")
+    dirty: object | None = _rare("dirty")
+    unlinked: bool = _rare("unlinked")
+    local_mtime: float | None = _rare("local_mtime")
+    mtime_set: bool = _rare("mtime_set")
+    local_mode: int | None = _rare("local_mode")
+    seen_version: str | None = _rare("seen_version")
 
     @property
     def busy(self) -> bool:
-        return self.lookups > 0 or self.open_handles > 0 or self.dirty is not None
+        return self.lookups > 0 or (self._rare is not None and (
+            self._rare.open_handles > 0 or self._rare.dirty is not None))
+
+    def __repr__(self) -> str:
+        return f"Node({self.ino}, parent={self.parent}, name={self.name!r}, " \
+               f"is_dir={self.is_dir}, lookups={self.lookups})"
 
 
 class InodeTable:
-    """Protects: the node map and the (parent, name) index; trio-thread only."""
+    """Protects: the node map and the per-folder name maps; trio-thread only.
 
-    def __init__(self, root_entry: Entry):
+    Invariant: the name maps hold exactly the live nodes not ``unlinked``, and a
+    folder's name map exists only while non-empty.
+    """
+
+    def __init__(self, root_entry: Entry, dropped: Callable[[int], None] | None = None):
         self._nodes: dict[int, Node] = {}
-        self._by_name: dict[tuple[int, str], int] = {}
+        self._children: dict[int, dict[str, Node]] = {}  # folder ino -> name -> node
         self._numbers = itertools.count(ROOT_INODE + 1)
+        self._dropped = dropped
         root = Node(ROOT_INODE, ROOT_INODE, "", True, root_entry, lookups=1)
         self._nodes[ROOT_INODE] = root
 
@@ -65,13 +129,13 @@ class InodeTable:
         return self._nodes.get(ino)
 
     def child(self, parent: int, name: str) -> Node | None:
-        ino = self._by_name.get((parent, name))
-        return None if ino is None else self._nodes[ino]
+        names = self._children.get(parent)
+        return None if names is None else names.get(name)
 
     def children(self, parent: int) -> list[Node]:
-        """The nodes known under ``parent`` (a scan: used for rare operations)."""
-        return [n for n in self._nodes.values() if n.parent == parent and n.ino != parent
-                and self._by_name.get((parent, n.name)) == n.ino]
+        """The nodes known under ``parent``."""
+        names = self._children.get(parent)
+        return [] if names is None else list(names.values())
 
     def upsert(self, parent: int, entry: Entry) -> Node:
         """The node for ``entry`` under ``parent``, created or refreshed."""
@@ -83,49 +147,43 @@ class InodeTable:
             return node
         if node is not None:  # a file became a folder or back: a new object
             self.detach(node)
-        node = Node(next(self._numbers), parent, entry.name, entry.is_dir, entry)
-        self._nodes[node.ino] = node
-        self._by_name[(parent, entry.name)] = node.ino
-        return node
+        return self._attach(Node(next(self._numbers), parent, entry.name, entry.is_dir, entry))
 
     def add_local(self, parent: int, name: str) -> Node:
         """A new file that exists only here until its upload."""
         existing = self.child(parent, name)
         if existing is not None:
             self.detach(existing)
-        node = Node(next(self._numbers), parent, name, False, None)
-        self._nodes[node.ino] = node
-        self._by_name[(parent, name)] = node.ino
-        return node
+        return self._attach(Node(next(self._numbers), parent, name, False, None))
 
     def move(self, node: Node, parent: int, name: str) -> None:
         """Give ``node`` a new place; a node already there is detached."""
         target = self.child(parent, name)
         if target is not None and target is not node:
             self.detach(target)
-        if self._by_name.get((node.parent, node.name)) == node.ino:
-            del self._by_name[(node.parent, node.name)]
+        self._unindex(node)
         node.parent, node.name = parent, name
-        self._by_name[(parent, name)] = node.ino
+        self._children.setdefault(parent, {})[name] = node
 
     def detach(self, node: Node) -> None:
-        """Take ``node`` out of its folder (deleted, replaced or gone remotely).
+        """Take ``node`` out of its folder (deleted, replaced or gone remotely),
+        with everything known below it.
 
-        The kernel may still hold its number; it is dropped on the last forget.
+        The kernel may still hold their numbers; each is dropped on its last forget.
         """
-        if self._by_name.get((node.parent, node.name)) == node.ino:
-            del self._by_name[(node.parent, node.name)]
-        node.unlinked = True
-        self._maybe_drop(node)
+        for gone in [node, *self.descendants(node.ino)]:
+            self._unindex(gone)
+            gone.unlinked = True
+            self._maybe_drop(gone)
 
     def descendants(self, ino: int) -> list[Node]:
         """Every live node below folder ``ino``."""
-        found, frontier = [], {ino}
-        while frontier:
-            level = [n for n in self._nodes.values()
-                     if n.parent in frontier and n.ino not in frontier and not n.unlinked]
-            found.extend(level)
-            frontier = {n.ino for n in level if n.is_dir}
+        found: list[Node] = []
+        pending = [ino]
+        while pending:
+            below = self.children(pending.pop())
+            found.extend(below)
+            pending.extend(n.ino for n in below if n.is_dir)
         return found
 
     def path(self, node: Node) -> str:
@@ -153,12 +211,32 @@ class InodeTable:
         node.open_handles -= 1
         self._maybe_drop(node)
 
+    # -- the indexes ---------------------------------------------------------
+
+    def _attach(self, node: Node) -> Node:
+        self._nodes[node.ino] = node
+        self._children.setdefault(node.parent, {})[node.name] = node
+        return node
+
+    def _unindex(self, node: Node) -> None:
+        names = self._children.get(node.parent)
+        if names is not None and names.get(node.name) is node:
+            del names[node.name]
+            if not names:
+                del self._children[node.parent]
+
     def _maybe_drop(self, node: Node) -> None:
-        if node.ino == ROOT_INODE or node.busy:
+        """Drop ``node`` if nothing holds it any more.
+
+        A folder in its place stays: the kernel forgets a folder at the first
+        release after its entry timeout (every folder ``find`` leaves after a
+        second), and dropping it would take its listing along, so the next walk
+        would list everything again. Folders are few beside their files.
+        """
+        if node.ino == ROOT_INODE or node.busy or (node.is_dir and not node.unlinked):
             return
-        if node.unlinked or not node.is_dir:
-            # an unreferenced file is cheap to find again; unreferenced folders stay
-            # while listed so their inode numbers keep for the life of the mount
-            self._nodes.pop(node.ino, None)
-            if self._by_name.get((node.parent, node.name)) == node.ino:
-                del self._by_name[(node.parent, node.name)]
+        if self._nodes.pop(node.ino, None) is None:
+            return
+        self._unindex(node)
+        if self._dropped is not None:
+            self._dropped(node.ino)

@@ -1,0 +1,50 @@
+"""Big folders and trees on a real mount cost exactly their list pages, once.
+
+Counted by the emulator, never timed (the times are rows of scripts/bench.py).
+"""
+
+from __future__ import annotations
+
+from .conftest import sh
+from .test_api_calls import calls_since
+
+PER_PAGE = 100  # the emulator's cap in these tests: pages of 100
+
+
+def test_ls_l_of_20000_entries_costs_its_200_pages_then_nothing(mount_factory,
+                                                                emulator_factory):
+    emulator = emulator_factory("--per-page-cap", str(PER_PAGE))
+    folder = emulator.admin("POST", "/_admin/populate", json={
+        "store": "vagon", "count": 1, "prefix": "big", "object_type": "directory"})["ids"][0]
+    emulator.admin("POST", "/_admin/populate", json={
+        "store": "vagon", "parent_id": folder, "count": 20_000, "prefix": "f"})
+    mount = mount_factory("vagon", emulator=emulator, subpath="shared",
+                          options=("--no-xattrs",))
+    sh(f"ls {mount.path}")
+    before = mount.calls()
+    listed = sh(f"ls -l {mount.path}/big000000", timeout=600).splitlines()
+    assert len(listed) == 1 + 20_000 and listed[-1].endswith(" f019999")
+    assert calls_since(mount, before) == {"vagon.files": 20_000 // PER_PAGE}
+    before = mount.calls()
+    assert len(sh(f"ls -l {mount.path}/big000000", timeout=600).splitlines()) == 1 + 20_000
+    assert calls_since(mount, before) == {}
+
+
+def test_find_over_a_tree_lists_each_folder_once(mount_factory, emulator_factory):
+    emulator = emulator_factory("--per-page-cap", str(PER_PAGE))
+    top = emulator.admin("POST", "/_admin/populate", json={
+        "store": "vagon", "count": 1, "prefix": "tree", "object_type": "directory"})["ids"][0]
+    emulator.admin("POST", "/_admin/populate", json={
+        "store": "vagon", "parent_id": top, "folders": 20, "count": 500, "prefix": "f"})
+    mount = mount_factory("vagon", emulator=emulator, subpath="shared")
+    sh(f"ls {mount.path}")
+    before = mount.calls()
+    found = sh(f"find {mount.path}/tree000000", timeout=600).splitlines()
+    assert len(found) == 1 + 20 + 20 * 500
+    # the top folder in one page, each of the 20 folders in its 5 (find's statfs adds
+    # the capacity, asked once: not a listing)
+    spent = calls_since(mount, before)
+    assert spent.pop("vagon.files") == 1 + 20 * 5 and set(spent) <= {"vagon.capacity"}
+    before = mount.calls()
+    assert len(sh(f"find {mount.path}/tree000000", timeout=600).splitlines()) == 1 + 20 + 20 * 500
+    assert calls_since(mount, before) == {}
