@@ -1,19 +1,30 @@
-"""Reads of remote files through the block cache, with sequential read-ahead.
+"""Reads of remote files through the block cache, with a read-ahead per open handle.
 
-A read asks for the blocks it covers. Missing blocks are fetched by *runs*:
-one streaming ranged GET over several consecutive blocks, each block stored as
-soon as its last byte arrives, so a reader waits for its own block and not for
-the whole run. When a handle reads sequentially, the window ahead of it grows
-(1, 2, 4 ... up to ``MAX_RUN_BLOCKS`` blocks a run, up to ``MAX_AHEAD_BLOCKS``
-ahead, in up to ``MAX_RUNS_PER_FILE`` parallel runs), as mountpoint-s3's
-prefetcher does; a random read fetches only its own blocks. A store that cannot
-serve ranges (``ranged_reads`` false) gets one run for the whole file.
+A read asks for the blocks it covers: from memory, else from the disk cache
+(checked there), else from the store. Missing blocks are fetched by *runs*:
+one streaming ranged GET over consecutive blocks, whose body arrives in
+block-sized buffers received in worker threads (``remote/bulk.py``). Each
+block is handed to the readers waiting for it the moment it is in memory and
+written to disk after, off their path; replies are slices of those buffers.
 
-Runs are trio tasks in the mount's nursery, shared by every handle on the same
-file version; a failed run wakes its waiters with the error and leaves the
+Read-ahead follows mountpoint-s3's prefetcher. Each open handle has a cursor
+(:class:`ReadState`). Once the handle has read half a block in order, the
+cursor streams ahead of it, one GET per window, and the window doubles (1, 2,
+4 ... ``MAX_RUN_BLOCKS`` blocks) while reading stays in order; the next window
+is asked for when the reader is half-way into what is ahead. A read up to a
+block off (the kernel reorders its own read-ahead) or skipping forward within
+what the cursor asked for keeps the cursor; any other seek resets it and
+cancels its runs. All cursors together keep at most ``MAX_INFLIGHT_BLOCKS``
+read-ahead blocks asked for and not yet received. A store that cannot serve
+ranges (``ranged_reads`` false) gets one run for the whole file.
+
+Runs are supervised tasks in the mount's nursery, shared by every handle on the
+same file version; a failed run wakes its waiters with the error and leaves the
 blocks missing, so the next read tries again. A failure is logged once per
 file version and message: parallel runs and the kernel's retries of one bad
-file make one log line (each failed read still answers its error).
+file make one log line (each failed read still answers its error). Nothing of
+a file stays here once its runs are over: a cursor lives in its handle, and
+``release`` cancels what the cursor still fetches.
 """
 
 from __future__ import annotations
@@ -21,164 +32,278 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import cachetools
 import trio
 
-from vagonfs.cache.blocks import BLOCK_SIZE, BlockCache, object_id
+from vagonfs.cache.blocks import BLOCK_SIZE, BlockCache, Buffer, object_id
+from vagonfs.core import supervise
 from vagonfs.errors import RemoteIOError, StoreError
 from vagonfs.remote.base import Entry, Store
 
 log = logging.getLogger("vagonfs.read")
 
 MAX_RUN_BLOCKS = 16
-MAX_AHEAD_BLOCKS = 64
-MAX_RUNS_PER_FILE = 4
+MAX_INFLIGHT_BLOCKS = 48  # below the hot set: read-ahead is still in memory when read
+# a first read, or a file manager sniffing a file's head, fetches only its own block
+IN_ORDER_AFTER = BLOCK_SIZE // 2
+REORDER_BYTES = BLOCK_SIZE  # how far off the cursor a read still counts as in order
 
 
-@dataclass
+@dataclass(eq=False)
 class ReadState:
-    """Per open handle: where the last read ended and how sequential it has been."""
+    """One open handle's read cursor."""
 
-    next_offset: int = -1  # a first read is not yet a sequential one: a file
-    streak: int = 0         # manager sniffing a file's head fetches one block
+    next_offset: int = -1  # where reading has got to; -1 before the first read
+    in_order_from: int = 0  # where the current in-order stretch began
+    ahead_to: int = 0  # the first block the cursor's read-ahead has not asked for
+    window: int = 1  # blocks in its next read-ahead GET
+    runs: set[trio.CancelScope] = field(default_factory=set)
 
 
-@dataclass
-class _ObjectFetches:
-    """Blocks of one object being fetched, and the error of a failed run."""
+@dataclass(eq=False)
+class _Fetches:
+    """Blocks of one object (a file version) on their way, and failed ones' errors."""
 
     waiting: dict[int, trio.Event] = field(default_factory=dict)
     errors: dict[int, StoreError] = field(default_factory=dict)
-    runs: int = 0
-    logged: set[str] = field(default_factory=set)  # failures already logged: once each
+    runs: set[trio.CancelScope] = field(default_factory=set)
+
+
+@dataclass(eq=False)
+class _Run:
+    """One GET of blocks [first, last]; ``next`` is the first not yet received."""
+
+    entry: Entry
+    obj: str
+    fetches: _Fetches
+    first: int
+    last: int
+    counted: bool  # read-ahead: counts against MAX_INFLIGHT_BLOCKS
+    cursor: ReadState | None
+    next: int = 0
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+def _length(entry: Entry, index: int) -> int:
+    return min(BLOCK_SIZE, entry.size - index * BLOCK_SIZE)
 
 
 class Reader:
+    """Protects: the fetches in progress and the in-flight count; trio thread only."""
+
     def __init__(self, store: Store, cache: BlockCache, nursery: trio.Nursery):
         self._store = store
         self._cache = cache
         self._nursery = nursery
-        self._fetches: dict[str, _ObjectFetches] = {}
+        self._fetches: dict[str, _Fetches] = {}
+        self._inflight = 0
+        self._logged: cachetools.LRUCache = cachetools.LRUCache(256)  # (object, message)
 
-    async def read(self, entry: Entry, offset: int, size: int, state: ReadState) -> bytes:
+    async def read(self, entry: Entry, offset: int, size: int,
+                   state: ReadState) -> Buffer | memoryview:
         end = min(offset + size, entry.size)
         if offset >= end:
             return b""
         obj = object_id(entry.key, entry.version)
         first, last = offset // BLOCK_SIZE, (end - 1) // BLOCK_SIZE
+        self._start_missing(entry, obj, first, last)
+        if self._follow(state, offset, end) and self._store.ranged_reads:
+            self._read_ahead(entry, obj, state, last)
+        parts = [await self._block_bytes(entry, obj, index, offset, end)
+                 for index in range(first, last + 1)]
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
-        sequential = offset == state.next_offset
-        state.streak = state.streak + 1 if sequential else 0
-        state.next_offset = end
+    def prefetch(self, entry: Entry) -> None:
+        """Start fetching a whole file into the cache without waiting (a small
+        file about to be read, as when a folder is copied). Nothing happens when
+        it is cached or on its way, or when read-ahead is at its bound."""
+        if entry.is_dir or not entry.ready or entry.size <= 0:
+            return
+        nblocks = -(-entry.size // BLOCK_SIZE)
+        if self._inflight + nblocks > MAX_INFLIGHT_BLOCKS:
+            return
+        self._start_missing(entry, object_id(entry.key, entry.version), 0, nblocks - 1,
+                            counted=True)
 
-        fetches = self._fetches.setdefault(obj, _ObjectFetches())
-        self._start_missing(entry, obj, fetches, first, last, urgent=True)
-        if sequential and self._store.ranged_reads:
-            ahead = min(MAX_AHEAD_BLOCKS, 2 ** min(state.streak, 6))
-            nblocks = -(-entry.size // BLOCK_SIZE)
-            self._start_missing(entry, obj, fetches, last + 1,
-                                min(last + ahead, nblocks - 1), urgent=False)
-
-        parts = []
-        for index in range(first, last + 1):
-            block_start = index * BLOCK_SIZE
-            lo = max(offset, block_start) - block_start
-            hi = min(end, block_start + BLOCK_SIZE) - block_start
-            parts.append(await self._block_bytes(entry, obj, index, lo, hi - lo))
-        return b"".join(parts)
-
-    async def _block_bytes(self, entry: Entry, obj: str, index: int, start: int,
-                           length: int) -> bytes:
-        for _ in range(3):
-            fetches = self._fetches.setdefault(obj, _ObjectFetches())
-            event = fetches.waiting.get(index)
-            if event is not None:
-                await event.wait()
-            error = fetches.errors.pop(index, None)
-            if error is not None:
-                raise error
-            data = await self._cache.read((obj, index), start, length)
-            if data is not None:
-                return data
-            # evicted before we could read it, or never fetched: fetch it now
-            self._start_missing(entry, obj, fetches, index, index, urgent=True)
-        raise RemoteIOError(f"block {index} of {entry.name} could not be kept in the cache "
-                            "(is --cache-max-size too small?)")
-
-    def _start_missing(self, entry: Entry, obj: str, fetches: _ObjectFetches,
-                       first: int, last: int, *, urgent: bool) -> None:
-        """Start runs for the blocks in [first, last] that are neither cached nor coming."""
-        if not self._store.ranged_reads:
-            first, last = 0, max(0, -(-entry.size // BLOCK_SIZE) - 1)
-        run: list[int] = []
-        for index in range(first, last + 1):
-            if self._cache.has((obj, index)) or index in fetches.waiting:
-                if run:
-                    self._launch(entry, obj, fetches, run)
-                    run = []
-                continue
-            if not urgent and fetches.runs >= MAX_RUNS_PER_FILE:
-                break
-            run.append(index)
-            if len(run) == MAX_RUN_BLOCKS and self._store.ranged_reads:
-                self._launch(entry, obj, fetches, run)
-                run = []
-        # read-ahead waits until the window's unfetched tail makes a real run:
-        # sliding it one block at a time would cost a request per block
-        min_run = 1 if urgent else max(1, min(MAX_RUN_BLOCKS, (last - first + 1) // 2))
-        if run and (len(run) >= min_run or (run[-1] + 1) * BLOCK_SIZE >= entry.size):
-            self._launch(entry, obj, fetches, run)
-
-    def _launch(self, entry: Entry, obj: str, fetches: _ObjectFetches, run: list[int]) -> None:
-        for index in run:
-            fetches.waiting[index] = trio.Event()
-            fetches.errors.pop(index, None)
-        fetches.runs += 1
-        self._nursery.start_soon(self._fetch_run, entry, obj, fetches, run[0], run[-1])
-
-    async def _fetch_run(self, entry: Entry, obj: str, fetches: _ObjectFetches,
-                         first: int, last: int) -> None:
-        index = first
-        buffer = bytearray()
-        end = min((last + 1) * BLOCK_SIZE, entry.size)
-        try:
-            async with self._store.read(entry, first * BLOCK_SIZE, end) as chunks:
-                async for chunk in chunks:
-                    buffer += chunk
-                    while len(buffer) >= BLOCK_SIZE and index <= last:
-                        await self._store_block(obj, fetches, index, bytes(buffer[:BLOCK_SIZE]))
-                        del buffer[:BLOCK_SIZE]
-                        index += 1
-            if index <= last:
-                expected = end - index * BLOCK_SIZE
-                if len(buffer) != expected:
-                    raise RemoteIOError(
-                        f"{entry.name}: the store sent {index * BLOCK_SIZE + len(buffer)} "
-                        f"bytes where it declared {entry.size}")
-                await self._store_block(obj, fetches, index, bytes(buffer))
-                index += 1
-        except StoreError as exc:
-            if str(exc) not in fetches.logged:  # parallel runs fail alike: one line
-                fetches.logged.add(str(exc))
-                log.warning("read %s: %s", entry.name, exc)
-            exc.logged = True  # the FUSE boundary need not say it again
-            for failed in range(index, last + 1):
-                fetches.errors[failed] = exc
-        finally:
-            fetches.runs -= 1
-            for pending in range(index, last + 1):
-                event = fetches.waiting.pop(pending, None)
-                if event is not None:
-                    event.set()
-
-    async def _store_block(self, obj: str, fetches: _ObjectFetches, index: int,
-                           data: bytes) -> None:
-        await self._cache.put((obj, index), data)
-        event = fetches.waiting.pop(index, None)
-        if event is not None:
-            event.set()
+    def release(self, state: ReadState) -> None:
+        """The handle closed: stop what its cursor still fetches."""
+        self._cancel(state)
 
     def forget(self, entry: Entry) -> None:
         """Drop what is cached of this version of a file (it changed or went away)."""
         obj = object_id(entry.key, entry.version)
-        self._fetches.pop(obj, None)
+        fetches = self._fetches.pop(obj, None)
+        if fetches is not None:
+            for scope in fetches.runs:
+                scope.cancel()
         self._cache.drop_object(obj)
+
+    # -- the cursor ----------------------------------------------------------------
+
+    def _follow(self, state: ReadState, offset: int, end: int) -> bool:
+        """Move the cursor; True when the handle reads in order (read ahead)."""
+        near = (state.next_offset >= 0 and state.next_offset - REORDER_BYTES <= offset
+                <= max(state.next_offset + REORDER_BYTES, state.ahead_to * BLOCK_SIZE))
+        if near:
+            state.in_order_from = min(state.in_order_from, offset)
+            state.next_offset = max(state.next_offset, end)
+        else:
+            self._cancel(state)
+            state.in_order_from, state.next_offset = offset, end
+            state.ahead_to, state.window = 0, 1
+        return near and state.next_offset - state.in_order_from >= IN_ORDER_AFTER
+
+    def _read_ahead(self, entry: Entry, obj: str, state: ReadState, last: int) -> None:
+        """Ask for the cursor's next window once the reader is half-way into
+        what is already asked for ahead of it."""
+        start = max(state.ahead_to, last + 1)
+        count = min(state.window, -(-entry.size // BLOCK_SIZE) - start,
+                    MAX_INFLIGHT_BLOCKS - self._inflight)
+        if count <= 0 or 2 * (start - last - 1) >= state.window:
+            return
+        self._start_missing(entry, obj, start, start + count - 1, counted=True, cursor=state)
+        for index in range(start, start + count):  # cached ones: from disk to memory now
+            if self._cache.on_disk_only((obj, index)):
+                supervise.spawn(self._nursery, f"read {entry.name} from the cache",
+                                self._cache.load, (obj, index), _length(entry, index))
+        state.ahead_to = start + count
+        state.window = min(2 * state.window, MAX_RUN_BLOCKS)
+
+    def _cancel(self, state: ReadState) -> None:
+        for scope in state.runs:
+            scope.cancel()
+        state.runs.clear()
+
+    # -- blocks ----------------------------------------------------------------------
+
+    async def _block_bytes(self, entry: Entry, obj: str, index: int, offset: int,
+                           end: int) -> memoryview:
+        block, length = (obj, index), _length(entry, index)
+        start = index * BLOCK_SIZE
+        for _ in range(3):
+            fetches = self._fetches.get(obj)
+            event = fetches.waiting.get(index) if fetches is not None else None
+            if event is not None:
+                await event.wait()
+                error = fetches.errors.pop(index, None)
+                if error is not None:
+                    raise error
+            data = self._cache.get(block)
+            if data is None:
+                data = await self._cache.load(block, length)
+            if data is not None:
+                return memoryview(data)[max(offset, start) - start:min(end, start + length) - start]
+            # evicted before it could be read, dropped as damaged, or its run was
+            # cancelled: fetch it now
+            self._start_missing(entry, obj, index, index)
+        raise RemoteIOError(f"block {index} of {entry.name} could not be kept in memory")
+
+    def _start_missing(self, entry: Entry, obj: str, first: int, last: int, *,
+                       counted: bool = False, cursor: ReadState | None = None) -> None:
+        """Start runs for the blocks in [first, last] neither cached nor coming."""
+        ranged = self._store.ranged_reads
+        if not ranged:
+            first, last = 0, max(0, -(-entry.size // BLOCK_SIZE) - 1)
+        fetches = self._fetches.get(obj)
+        run: list[int] = []
+        for index in range(first, last + 1):
+            if self._cache.has((obj, index)) or (fetches and index in fetches.waiting):
+                if run:
+                    self._launch(entry, obj, run[0], run[-1], counted, cursor)
+                    run = []
+                continue
+            run.append(index)
+            if len(run) == MAX_RUN_BLOCKS and ranged:
+                self._launch(entry, obj, run[0], run[-1], counted, cursor)
+                run = []
+        if run:
+            self._launch(entry, obj, run[0], run[-1], counted, cursor)
+
+    def _launch(self, entry: Entry, obj: str, first: int, last: int, counted: bool,
+                cursor: ReadState | None) -> None:
+        fetches = self._fetches.setdefault(obj, _Fetches())
+        for index in range(first, last + 1):
+            fetches.waiting[index] = trio.Event()
+            fetches.errors.pop(index, None)
+        run = _Run(entry, obj, fetches, first, last, counted, cursor, next=first)
+        fetches.runs.add(run.scope)
+        if cursor is not None:
+            cursor.runs.add(run.scope)
+        if counted:
+            self._inflight += last - first + 1
+        supervise.spawn(self._nursery, f"read {entry.name}", self._fetch_run, run)
+
+    async def _fetch_run(self, run: _Run) -> None:
+        try:
+            with run.scope:
+                await self._receive(run)
+        except Exception as exc:  # noqa: BLE001 - every failure goes to the waiters
+            waited = any(run.fetches.waiting[index].statistics().tasks_waiting
+                         for index in range(run.next, run.last + 1)
+                         if index in run.fetches.waiting)
+            error = self._failure(run, exc, waited)
+            for index in range(run.next, run.last + 1):
+                run.fetches.errors[index] = error
+        finally:
+            self._finish(run)
+
+    async def _receive(self, run: _Run) -> None:
+        entry = run.entry
+        end = min((run.last + 1) * BLOCK_SIZE, entry.size)
+        partial = bytearray()  # for a store whose chunks are not whole blocks
+        async with self._store.read(entry, run.first * BLOCK_SIZE, end) as chunks:
+            async for chunk in chunks:
+                if not partial and len(chunk) == _length(entry, run.next):
+                    await self._deliver(run, chunk)  # the common case: no copy
+                    continue
+                partial += chunk
+                while run.next <= run.last and len(partial) >= _length(entry, run.next):
+                    length = _length(entry, run.next)
+                    block = partial[:length]
+                    del partial[:length]
+                    await self._deliver(run, block)
+        if run.next <= run.last:
+            raise RemoteIOError(f"{entry.name}: the store sent "
+                                f"{run.next * BLOCK_SIZE + len(partial)} bytes where it "
+                                f"declared {entry.size}")
+
+    async def _deliver(self, run: _Run, data: Buffer) -> None:
+        """Hand a block to its readers now; its disk write follows on its own."""
+        await self._cache.reserve_write()  # a disk that lags slows the fetch, not memory
+        block = (run.obj, run.next)
+        self._cache.keep(block, data)
+        event = run.fetches.waiting.pop(run.next, None)
+        if event is not None:
+            event.set()
+        run.next += 1
+        if run.counted:
+            self._inflight -= 1
+        supervise.spawn(self._nursery, "cache write", self._cache.write, block)
+
+    def _finish(self, run: _Run) -> None:
+        fetches = run.fetches
+        fetches.runs.discard(run.scope)
+        if run.cursor is not None:
+            run.cursor.runs.discard(run.scope)
+        if run.counted:
+            self._inflight -= run.last - run.next + 1
+        for index in range(run.next, run.last + 1):
+            event = fetches.waiting.pop(index, None)
+            if event is not None:
+                event.set()
+        if not fetches.runs and self._fetches.get(run.obj) is fetches:
+            del self._fetches[run.obj]  # waiters keep their reference to see errors
+
+    def _failure(self, run: _Run, exc: Exception, waited: bool) -> StoreError:
+        """The error for the run's waiters, logged once per file version and
+        message; a read-ahead nobody waited for yet fails quietly (its reader,
+        if one comes, asks again and hears the error then)."""
+        if isinstance(exc, StoreError):
+            if not waited:
+                log.debug("read-ahead of %s: %s", run.entry.name, exc)
+                return exc
+            if (run.obj, str(exc)) in self._logged:
+                exc.logged = True  # parallel runs and retries of one bad file: one line
+        error = supervise.failure(f"read {run.entry.name}", exc, logger=log)
+        self._logged[(run.obj, str(error))] = True
+        return error

@@ -19,7 +19,8 @@ leak through either.
 
 Streaming reads survive a connection cut mid-body: :meth:`HttpClient.stream_range`
 asks again from the first byte not yet delivered, so its caller sees one
-continuous run of chunks.
+continuous run of chunks. Their bodies are received in worker threads by
+:mod:`vagonfs.remote.bulk` (why not httpx: see there).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import random
 import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator
-from contextlib import aclosing, asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -40,6 +41,7 @@ import httpx
 import trio
 
 from vagonfs.errors import RemoteIOError, Stale, StoreError, error_for_status
+from vagonfs.remote import bulk
 
 log = logging.getLogger("vagonfs.http")
 
@@ -47,6 +49,9 @@ TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 # 32 connections: parallel part uploads of one file plus the reads and
 # listings that the filesystem keeps serving meanwhile.
 LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=32, keepalive_expiry=30.0)
+
+# Bodies of file reads come in buffers of this size: the block cache's block.
+BODY_CHUNK = 1024 * 1024
 
 # What a store turns a final error reply (body already read) into.
 ErrorMapper = Callable[[httpx.Response], StoreError]
@@ -189,6 +194,7 @@ class HttpClient:
     def __init__(self, client: httpx.AsyncClient, policy: RetryPolicy | None = None,
                  stats: Stats | None = None):
         self.client = client
+        self.bulk = bulk.Connections(TIMEOUT)
         self.policy = policy or RetryPolicy()
         self.stats = stats or Stats()
 
@@ -221,10 +227,14 @@ class HttpClient:
                            offset: int = 0, end: int | None = None, *,
                            auth: httpx.Auth | None = None, errors: ErrorMapper = status_error,
                            whole_reply: Callable[[], None] | None = None,
-                           expected_size: int | None = None
-                           ) -> AsyncIterator[bytes]:
-        """Yield the bytes [offset, end) of a resource as they arrive.
+                           expected_size: int | None = None, chunk_size: int = BODY_CHUNK
+                           ) -> AsyncIterator[bytearray]:
+        """Yield the bytes [offset, end) of a resource in buffers of ``chunk_size``
+        (the last one may be shorter), each received in a worker thread (see
+        :mod:`vagonfs.remote.bulk`), and never copied after.
 
+        Buffers start at ``offset + k * chunk_size`` whatever happens to the
+        connection, so a reader asking from a block boundary gets whole blocks.
         ``locate(fresh)`` gives the URL; it is asked once more with
         ``fresh=True`` after a 403, so an expired presigned link is replaced
         once. A cut connection resumes from the next byte with a new ranged
@@ -234,6 +244,7 @@ class HttpClient:
         replaced since it was listed: Stale, rather than bytes of two versions.
         """
         position, failures, refreshed, fresh = offset, 0, False, False
+        buffer, filled = bytearray(), 0  # the buffer being filled, from position - filled
         while end is None or position < end:
             url = await locate(fresh)
             fresh = False
@@ -242,48 +253,88 @@ class HttpClient:
                 last = "" if end is None else str(end - 1)
                 headers["Range"] = f"bytes={position}-{last}"
             request = self.client.build_request("GET", url, headers=headers)
+            if auth is not None:
+                request = next(auth.sync_auth_flow(request))
+            reply = bulk.Reply(self.bulk, request)
             try:
-                response = await self._send(request, auth, stream=True)
+                await self._send_bulk(reply)
             except httpx.TransportError as exc:
                 failures = await self._failed(request, exc, failures, True)
                 continue
             try:
-                if response.status_code == 416:
-                    return
-                if response.status_code == 403 and not refreshed:
+                if reply.status_code == 416:
+                    break
+                if reply.status_code == 403 and not refreshed:
                     log.debug("GET %s: 403, asking for a fresh link", safe_url(url))
                     refreshed = fresh = True
                     continue
-                if not response.is_success:
-                    await response.aread()
+                if not 200 <= reply.status_code < 300:
+                    response = await trio.to_thread.run_sync(reply.error_reply)
                     failures = await self._failed(request, response, failures, True, errors)
                     continue
-                total = _total_size(response)
+                total = _total_size(reply)
                 if expected_size is not None and total is not None and total != expected_size:
                     raise Stale(f"{safe_url(url)} changed on the store while being read "
                                 f"({expected_size} bytes when listed, {total} now)")
-                skip = position if response.status_code == 200 else 0
-                if response.status_code == 200 and headers and whole_reply is not None:
-                    whole_reply()
-                async with aclosing(response.aiter_bytes()) as body:
-                    async for chunk in body:
-                        self.stats.bytes_in += len(chunk)
-                        if skip:
-                            dropped = min(skip, len(chunk))
-                            chunk, skip = chunk[dropped:], skip - dropped
-                        if end is not None:
-                            chunk = chunk[:end - position]
-                        if chunk:
-                            position += len(chunk)
-                            failures = 0
-                            yield chunk
-                        if response.status_code == 200 and end is not None and position >= end:
-                            return  # the rest of a whole-file answer is not wanted
-                return  # the reply ended cleanly; a short one is for the caller to judge
+                if reply.status_code == 200 and position:
+                    if headers and whole_reply is not None:
+                        whole_reply()
+                    await self._skip(reply, position)
+                while end is None or position < end:
+                    if filled == len(buffer):
+                        size = chunk_size if end is None else min(chunk_size, end - position)
+                        buffer, got = await self._receive(reply, _fill_new, reply, size)
+                        filled = 0
+                    else:
+                        got = await self._receive(reply, reply.fill, memoryview(buffer)[filled:])
+                    self.stats.bytes_in += got
+                    filled += got
+                    position += got
+                    if got:
+                        failures = 0
+                    reply.check()
+                    if filled == len(buffer):
+                        yield buffer
+                    elif end is None or position < end:
+                        break  # the body ended: a short one is for the caller to judge
+                break
             except httpx.TransportError as exc:
                 failures = await self._failed(request, exc, failures, True)
             finally:
-                await response.aclose()
+                reply.close()
+        if filled and filled < len(buffer):
+            del buffer[filled:]
+            yield buffer
+
+    async def _send_bulk(self, reply: bulk.Reply) -> None:
+        self.stats.requests += 1
+        started = time.monotonic()
+        try:
+            await trio.to_thread.run_sync(reply.open, abandon_on_cancel=True)
+        except trio.Cancelled:
+            reply.abort()  # the abandoned worker's connection is closed, not left sending
+            raise
+        log.debug("GET %s -> %d (%.0f ms)", safe_url(reply.request.url), reply.status_code,
+                  (time.monotonic() - started) * 1000)
+
+    async def _skip(self, reply: bulk.Reply, count: int) -> None:
+        """Read past the first ``count`` bytes of a body, in bounded memory."""
+        scratch = memoryview(bytearray(min(count, BODY_CHUNK)))
+        while count:
+            got = await self._receive(reply, reply.fill, scratch[:min(count, len(scratch))])
+            self.stats.bytes_in += got
+            reply.check()
+            if not got:
+                return
+            count -= got
+
+    async def _receive(self, reply: bulk.Reply, fill: Callable, *args):
+        """``fill(*args)`` (a read of the body) in a worker thread; its result."""
+        try:
+            return await trio.to_thread.run_sync(fill, *args, abandon_on_cancel=True)
+        except trio.Cancelled:
+            reply.abort()  # the abandoned worker wakes and ends
+            raise
 
     async def _send(self, request: httpx.Request, auth: httpx.Auth | None,
                     stream: bool = False) -> httpx.Response:
@@ -377,13 +428,20 @@ def parse_timestamp(value) -> float:
     return when.timestamp()
 
 
-def _total_size(response: httpx.Response) -> int | None:
+def _total_size(response: httpx.Response | bulk.Reply) -> int | None:
     """The whole resource's size as a 200 or 206 reply states it, if it does."""
     if response.status_code == 206:
         total = response.headers.get("Content-Range", "").rpartition("/")[2]
         return int(total) if total.isdigit() else None
     length = response.headers.get("Content-Length", "")
     return int(length) if length.isdigit() else None
+
+
+def _fill_new(reply: bulk.Reply, size: int) -> tuple[bytearray, int]:
+    """In a worker thread: a new buffer (zeroing 1 MiB is not free either) and
+    the bytes received into it."""
+    buffer = bytearray(size)
+    return buffer, reply.fill(memoryview(buffer))
 
 
 FILE_CHUNK = 1024 * 1024
