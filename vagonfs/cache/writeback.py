@@ -2,18 +2,35 @@
 
 States of a written file, and what a crash leaves at each::
 
-    open ──flush/close──▶ queued ──delay──▶ uploading ──confirmed──▶ (gone)
-      │                     ▲                  │
-      │                     └──── transient ───┤ (retried with backoff)
-      │                                        └── refused for good ──▶ failed
+    open ──close──▶ queued ──delay──▶ uploading ──confirmed──▶ (gone)
+      │ ▲             ▲                 │  │
+      │ │             └─── transient ───┤  └─ a writer still has it open ──▶ synced
+      │ │                               └── refused for good ──▶ failed         │
+      │ └──────────── a write (the same spool; a copy while uploading) ─────────┘
+      ├─ fsync ──▶ uploading, at once
       └─ data in a spool file only (lost on a crash only if never flushed)
 
-- ``flush`` (every ``close(2)``) fsyncs the spool and writes its journal
-  record (which path, which spool, which version it replaces) before
-  returning, so from then on a ``kill -9``, a reboot or a long network outage
-  loses nothing: the next mount with the same cache dir reads the journal and
-  finishes the upload.
-- A record is removed only after the store confirmed the upload.
+- A file stays writable for as long as it is open: ``fsync`` uploads what is
+  written so far and the file goes on ``synced`` (its spool kept as the base
+  of the next writes, nothing to upload). A later write makes it ``open``
+  again in the same spool, or, while an upload still reads that spool, in a
+  copy (copy on write); that new content uploads only after the older upload
+  of the same file has settled, so the store never ends up with the older
+  content. The last close of a ``synced`` file drops its spool.
+- ``flush`` (every ``close(2)``) writes the file's journal record (which
+  path, which spool, which version it replaces) before returning, so from
+  then on a ``kill -9``, a reboot or a long network outage loses nothing: the
+  next mount with the same cache dir reads the journal and finishes the
+  upload.
+- The journal is one append-only log (``journal/journal.log``), a line per
+  change: a record, or ``done`` once the store confirmed the upload (a
+  record is closed only then). An append is one small ``write(2)`` made on
+  the spot: a per-file record written through a worker thread, a temporary
+  file and a rename cost more than the small file it guarded, on every
+  ``close`` and again on every rename. Each line starts with a newline, so a
+  line torn by a crash or a full disk spoils only itself; the last record of
+  each spool wins. The log is compacted to its open records when a mount
+  starts and whenever it has grown ``COMPACT_AFTER`` lines past them.
 - A file refused for good (quota, size limit, permission) stays ``failed``
   with its spool kept under the cache dir; ``vagonfs status`` lists it and the
   next ``fsync``/``close`` on it returns the error.
@@ -26,6 +43,7 @@ reach back up.
 from __future__ import annotations
 
 import enum
+import errno
 import json
 import logging
 import math
@@ -37,6 +55,7 @@ from pathlib import Path
 import trio
 
 from vagonfs.cache.spool import Spool
+from vagonfs.core import supervise
 from vagonfs.errors import (FileTooLarge, InvalidName, NoSpace, PermissionDenied, ReadOnly,
                             StoreError)
 
@@ -44,6 +63,8 @@ log = logging.getLogger("vagonfs.upload")
 
 PERMANENT = (NoSpace, FileTooLarge, PermissionDenied, InvalidName, ReadOnly)
 MAX_PARALLEL_UPLOADS = 8  # small files upload side by side; big ones bound their parts
+COMPACT_AFTER = 4096  # journal lines beyond the open records before it is rewritten
+HOLD_MAX = 30.0  # seconds an upload waits past its delay for the mount's writers to pause
 
 
 class State(enum.Enum):
@@ -51,6 +72,7 @@ class State(enum.Enum):
     QUEUED = "queued"
     UPLOADING = "uploading"
     FAILED = "failed"
+    SYNCED = "synced"  # on the store; the spool kept while a writer has the file open
 
 
 @dataclass(eq=False)
@@ -64,6 +86,8 @@ class Pending:
     progress: int = 0
     replaces: str = ""  # version of the remote file this content replaces
     settled: trio.Event = field(default_factory=trio.Event)
+    writing: bool = True  # a writer still has the file open (until ``closed``)
+    after: Pending | None = None  # an older upload of the file, to land first
 
 
 UploadFn = Callable[[object, Spool, Callable[[int], None]], Awaitable[None]]
@@ -76,8 +100,7 @@ class WriteBack:
                  path_of: Callable[[object], str]):
         self.spool_dir = root / "spool"
         self.journal_dir = root / "journal"
-        self.failed_dir = root / "failed"
-        for directory in (self.spool_dir, self.journal_dir, self.failed_dir):
+        for directory in (self.spool_dir, self.journal_dir):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._delay = delay
         self._upload = upload
@@ -85,22 +108,59 @@ class WriteBack:
         self._pending: dict[int, Pending] = {}
         self._wakeup = trio.Event()
         self._slots = trio.Semaphore(MAX_PARALLEL_UPLOADS)
+        self._nursery: trio.Nursery | None = None  # the uploads', once ``run`` started
+        self._log = self.journal_dir / "journal.log"
+        self._records: dict[str, dict] = {}  # spool id -> its open record in the log
+        self._last_close = -math.inf  # when a writer last closed a file on this mount
+        self._lines = 0  # lines appended since the log last held only open records
 
     # -- what the filesystem tells the queue --------------------------------
 
     def get(self, node) -> Pending | None:
         return self._pending.get(id(node))
 
-    def opened(self, node, spool: Spool, replaces: str = "") -> Pending:
-        """``node`` now has local content in ``spool`` that is newer than the store's."""
+    def opened(self, node, spool: Spool, replaces: str = "", *,
+               after: Pending | None = None, synced: bool = False) -> Pending:
+        """``node`` now has local content in ``spool`` that is newer than the
+        store's; or, ``synced``, the store's own content, opened for writing
+        (it uploads only once written to)."""
         old = self._pending.get(id(node))
         if old is not None and old.spool is not spool and old.state is not State.UPLOADING:
             self._drop_record(old)
             old.spool.discard()
-        pending = Pending(node, spool, replaces=replaces)
+        pending = Pending(node, spool, replaces=replaces, after=after)
+        if synced:
+            pending.state = State.SYNCED
         self._pending[id(node)] = pending
         node.dirty = pending
         return pending
+
+    def writer_opened(self, node) -> None:
+        """One more writer opened the file: keep its spool while it is open."""
+        self._pending[id(node)].writing = True
+
+    async def reopen(self, node, landed_version: str) -> Pending:
+        """More writes to a file that is queued, uploading, synced or failed:
+        its content is ``open`` again. While an upload still reads the spool,
+        the writes go to a copy, uploaded after that upload settles.
+        ``landed_version`` is the store's version of the file now, which a
+        synced file's next content replaces."""
+        pending = self._pending[id(node)]
+        if pending.state is State.OPEN:
+            return pending
+        if pending.state is State.UPLOADING:
+            path = self._path_of(node)
+            try:
+                spool = await pending.spool.copy(self.spool_dir)
+            except Exception as exc:  # noqa: BLE001 - a full disk is the writer's ENOSPC
+                raise supervise.failure(f"copy of {path} to write while it uploads",
+                                        exc, logger=log) from None
+            if self._pending.get(id(node)) is not pending:  # changed while copying
+                spool.discard()
+                return await self.reopen(node, landed_version)
+            return self.opened(node, spool, pending.replaces, after=pending)
+        replaces = landed_version if pending.state is State.SYNCED else pending.replaces
+        return self.opened(node, pending.spool, replaces)
 
     async def flushed(self, node) -> None:
         """A ``close(2)``: journal the file, so a killed daemon loses nothing.
@@ -111,30 +171,35 @@ class WriteBack:
         store itself (``upload_now``).
         """
         pending = self._pending.get(id(node))
-        if pending is None:
+        if pending is None or pending.state is State.SYNCED:
             return
         if pending.state is State.FAILED and pending.error is not None:
             raise pending.error
-        await self._write_record(pending)
+        self._write_record(pending)
 
     def closed(self, node) -> None:
         """The last writer closed: upload after the write-back delay."""
         pending = self._pending.get(id(node))
-        if pending is None or pending.state is not State.OPEN:
+        if pending is None:
             return
-        pending.state = State.QUEUED
-        pending.due = trio.current_time() + self._delay
-        self._wakeup.set()
+        pending.writing = False
+        if pending.state is State.SYNCED:
+            self._done(pending)
+        elif pending.state is State.OPEN:
+            self._last_close = trio.current_time()
+            pending.state = State.QUEUED
+            pending.due = self._last_close + self._delay
+            self._wakeup.set()
 
     async def upload_now(self, node) -> None:
         """``fsync``: upload at once and return when the store confirmed it."""
         pending = self._pending.get(id(node))
-        if pending is None:
+        if pending is None or pending.state is State.SYNCED:
             return
         await self.flushed(node)
         if pending.state in (State.OPEN, State.QUEUED, State.FAILED):
-            pending.state, pending.due, pending.error = State.QUEUED, 0.0, None
-            self._wakeup.set()
+            pending.error = None
+            self._start(pending)
         await pending.settled.wait()
         if pending.error is not None:
             raise pending.error
@@ -142,8 +207,8 @@ class WriteBack:
     async def moved(self, node) -> None:
         """The file was renamed before its upload: record the new path."""
         pending = self._pending.get(id(node))
-        if pending is not None and pending.state is not State.OPEN:
-            await self._write_record(pending)
+        if pending is not None and pending.state not in (State.OPEN, State.SYNCED):
+            self._write_record(pending)
 
     def discard(self, node) -> None:
         """The file was deleted: drop its pending content."""
@@ -157,7 +222,8 @@ class WriteBack:
         pending.settled.set()
 
     def all(self) -> list[Pending]:
-        return list(self._pending.values())
+        """What is not on the store yet."""
+        return [p for p in self._pending.values() if p.state is not State.SYNCED]
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Upload everything now (unmount); False when the timeout came first."""
@@ -166,102 +232,206 @@ class WriteBack:
                 pending.state, pending.due = State.QUEUED, 0.0
         self._wakeup.set()
         with trio.move_on_after(timeout if timeout is not None else math.inf):
-            while any(p.state is not State.FAILED for p in self._pending.values()):
+            while any(p.state not in (State.FAILED, State.SYNCED)
+                      for p in self._pending.values()):
                 await trio.sleep(0.1)
             return True
         return False
 
     # -- the journal ---------------------------------------------------------
 
-    async def _write_record(self, pending: Pending) -> None:
-        record = {"path": self._path_of(pending.node), "spool": pending.spool.id,
-                  "size": pending.spool.size, "replaces": pending.replaces}
-        path = self.journal_dir / f"{pending.spool.id}.json"
-
-        def write() -> None:
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "w") as fh:
-                json.dump(record, fh)
-            os.replace(tmp, path)
-
-        await trio.to_thread.run_sync(write)
+    def _write_record(self, pending: Pending) -> None:
+        """Raises the errno for the ``close``/``fsync`` that waits (ENOSPC when
+        the cache disk is full), logged once; the spool itself is kept."""
+        path = self._path_of(pending.node)
+        record = {"path": path, "spool": pending.spool.id, "size": pending.spool.size,
+                  "replaces": pending.replaces}
+        try:
+            self._append(record)
+        except OSError as exc:
+            raise supervise.failure(f"journal record of {path}", exc, logger=log) from None
+        self._records[pending.spool.id] = record
 
     def _drop_record(self, pending: Pending) -> None:
+        if self._records.pop(pending.spool.id, None) is None:
+            return  # never journaled (a journal that failed already said so)
         try:
-            os.unlink(self.journal_dir / f"{pending.spool.id}.json")
-        except FileNotFoundError:
-            pass
+            self._append({"done": pending.spool.id})
+            if self._lines > len(self._records) + COMPACT_AFTER:
+                self._compact()
+        except OSError as exc:  # the next mount uploads the file again: harmless
+            supervise.failure(f"closing the journal record of {self._path_of(pending.node)}",
+                              exc, logger=log)
+
+    def _append(self, record: dict) -> None:
+        line = ("\n" + json.dumps(record, separators=(",", ":"))).encode()
+        fd = os.open(self._log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            if os.write(fd, line) != len(line):
+                raise OSError(errno.ENOSPC, "the journal took only part of a record")
+        finally:
+            os.close(fd)
+        self._lines += 1
+
+    def _compact(self) -> None:
+        """Rewrite the log with only its open records (a rename: whole or not at all)."""
+        tmp = self._log.with_suffix(".tmp")
+        with open(tmp, "wb") as out:
+            for record in self._records.values():
+                out.write(("\n" + json.dumps(record, separators=(",", ":"))).encode())
+        os.replace(tmp, self._log)
+        self._lines = len(self._records)
 
     def recovered(self) -> list[tuple[str, Spool, str]]:
-        """(path, spool, replaced version) for every upload a previous run left."""
-        found = []
-        for record_path in sorted(self.journal_dir.glob("*.json")):
+        """(path, spool, replaced version) for every upload a previous run left;
+        their records stay open until each is journaled again or done."""
+        records: dict[str, dict] = {}
+        try:
+            lines = self._log.read_bytes().split(b"\n")
+        except FileNotFoundError:
+            lines = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if "done" in record:
+                    records.pop(record["done"], None)
+                else:
+                    records[str(record["spool"])] = record
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("journal line %d is unreadable (%s); skipped", number, exc)
+        # a record a file each, as versions before the log wrote them
+        earlier = sorted(self.journal_dir.glob("*.json"))
+        for record_path in earlier:
             try:
                 record = json.loads(record_path.read_text())
-                spool = Spool.reopen(self.spool_dir / record["spool"])
-            except (OSError, ValueError, KeyError) as exc:
-                log.error("journal record %s is unreadable (%s); moved to %s",
-                          record_path.name, exc, self.failed_dir)
-                os.replace(record_path, self.failed_dir / record_path.name)
+                records[str(record["spool"])] = record
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.error("journal record %s is unreadable (%s); skipped", record_path.name, exc)
+        found = []
+        for spool_id, record in records.items():
+            try:
+                spool = Spool.reopen(self.spool_dir / spool_id)
+                found.append((str(record["path"]), spool, str(record.get("replaces", ""))))
+            except (OSError, KeyError) as exc:
+                log.error("the journal names an upload of %s whose data is gone (%s)",
+                          record.get("path"), exc)
                 continue
-            found.append((record["path"], spool, record.get("replaces", "")))
-            os.unlink(record_path)  # rewritten when the recovered file is queued
+            self._records[spool_id] = record
+        try:
+            self._compact()
+            for record_path in earlier:
+                record_path.unlink()
+        except OSError as exc:  # the log still holds them all
+            supervise.failure("compacting the journal", exc, logger=log)
         return found
 
     # -- the scheduler -------------------------------------------------------
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             task_status.started()
             while True:
                 now = trio.current_time()
                 for pending in list(self._pending.values()):
-                    if pending.state is State.QUEUED and pending.due <= now:
-                        pending.state = State.UPLOADING
-                        nursery.start_soon(self._upload_one, pending)
-                due = [p.due for p in self._pending.values() if p.state is State.QUEUED]
+                    if pending.state is State.QUEUED and self._starts_at(pending) <= now:
+                        self._start(pending)
+                due = [self._starts_at(p) for p in self._pending.values()
+                       if p.state is State.QUEUED]
                 self._wakeup = trio.Event()
                 with trio.move_on_at(min(due, default=math.inf)):
                     await self._wakeup.wait()
 
-    async def _upload_one(self, pending: Pending) -> None:
+    def _starts_at(self, pending: Pending) -> float:
+        """When a queued upload starts: its delay after its close, held while
+        other files are still being closed on the mount (a copy under way),
+        at most ``HOLD_MAX`` longer. The copy's requests and the uploads share
+        the one trio thread, and an upload's HTTP calls cost more of it than
+        the small file's FUSE requests (about 7 ms against 2.5 ms for a 4 KiB
+        Vagon file): measured with ``rsync -a`` of 1,000 small files, the copy
+        returns about twice as soon (144-149 files/s against 60-89), and the
+        last upload is confirmed later (40-43 files/s against 55-81), as the
+        uploads no longer overlap the copy. ``drain`` and ``fsync`` start
+        uploads at once."""
+        if pending.due <= 0:
+            return pending.due
+        return max(pending.due, min(self._last_close + self._delay, pending.due + HOLD_MAX))
+
+    def _start(self, pending: Pending) -> None:
+        pending.state, pending.due = State.UPLOADING, math.inf
+        path = self._path_of(pending.node)
+        supervise.spawn(self._nursery, f"upload of {path}", self._upload_one, pending, path)
+
+    async def _upload_one(self, pending: Pending, path: str) -> None:
         node = pending.node
-        path = self._path_of(node)
-        async with self._slots:
-            pending.attempts += 1
+        if pending.after is not None:  # an older content of this file lands first
+            await pending.after.settled.wait()
+            pending.after = None
+        # a slot bounds the uploads sending bytes; one that has sent them all
+        # and waits for the store's confirmation (Vagon's complete, the tenant
+        # listing) gives its slot to the next file
+        await self._slots.acquire()
+        holding = True
 
-            def progress(done: int) -> None:
-                pending.progress = done
+        def release() -> None:
+            nonlocal holding
+            if holding:
+                holding = False
+                self._slots.release()
 
-            try:
-                await self._upload(node, pending.spool, progress)
-            except StoreError as exc:
-                self._failed(pending, path, exc)
-                return
+        def progress(done: int) -> None:
+            pending.progress = done
+            if done >= pending.spool.size:
+                release()
+
+        pending.attempts += 1
+        try:
+            await self._upload(node, pending.spool, progress)
+        except Exception as exc:  # noqa: BLE001 - wakes the fsync with its errno
+            self._failed(pending, path, exc)
+            return
+        finally:
+            release()
         log.info("uploaded %s (%d bytes)", path, pending.spool.size)
         pending.error = None
         self._drop_record(pending)
+        if self._pending.get(id(node)) is not pending:  # rewritten or deleted meanwhile
+            pending.spool.discard()
+        elif pending.writing:
+            pending.state = State.SYNCED
+        else:
+            self._done(pending)
         pending.settled.set()
-        if self._pending.get(id(node)) is pending:
-            del self._pending[id(node)]
-            node.dirty = None
+
+    def _done(self, pending: Pending) -> None:
+        """The store has this content and no writer has the file open."""
+        del self._pending[id(pending.node)]
+        pending.node.dirty = None
         pending.spool.discard()
 
-    def _failed(self, pending: Pending, path: str, exc: StoreError) -> None:
-        pending.error = exc
-        exc.logged = True  # told below; an fsync that returns it need not repeat it
+    def _failed(self, pending: Pending, path: str, exc: Exception) -> None:
+        if isinstance(exc, StoreError):
+            error, told = exc, exc.logged
+        else:  # a bug or the local disk: one line with the traceback at debug
+            error, told = supervise.failure(f"upload of {path}", exc, logger=log), True
+        pending.error = error
+        error.logged = True  # told below; an fsync that returns it need not repeat it
         if self._pending.get(id(pending.node)) is not pending:  # deleted or rewritten meanwhile
             pending.spool.discard()
             pending.settled.set()
             return
-        if isinstance(exc, PERMANENT):
+        if isinstance(error, PERMANENT):
             pending.state = State.FAILED
-            log.error("upload of %s refused by the store: %s; the data is kept in %s",
-                      path, exc, pending.spool.path)
+            if not told:
+                log.error("upload of %s refused by the store: %s; the data is kept in %s",
+                          path, error, pending.spool.path)
             pending.settled.set()
             return
         delay = min(300.0, 2.0 * 2 ** pending.attempts)
-        log.warning("upload of %s failed (%s); retrying in %.0f s", path, exc, delay)
+        if not told:
+            log.warning("upload of %s failed (%s); retrying in %.0f s", path, error, delay)
         pending.state, pending.due = State.QUEUED, trio.current_time() + delay
         # an fsync waiting on this upload gets the error now rather than waiting
         pending.settled.set()

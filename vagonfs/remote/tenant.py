@@ -7,6 +7,9 @@ local copy (read off the trio thread) so a 50 MiB file never sits in memory;
 the API replaces a file whole, so an upload is safe to retry. The server
 refuses files over 50 MiB (413, FileTooLarge) and uploads over the quota
 (507, NoSpace); the API has no quota endpoint, so capacity is unknown (0, 0).
+The upload's reply says path and size but no time, so not the version: the
+uploads into one folder that finish together learn theirs from one shared
+listing (``batch_listing``), not one listing each.
 
 Whether downloads honour ``Range`` is not documented: reads ask for ranges,
 and the first whole-file answer (200 to a ranged request) turns
@@ -17,16 +20,19 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import BinaryIO
 
+import cachetools
 import httpx
 
 from vagonfs.errors import AlreadyExists, IsADirectory, NotEmpty, RemoteIOError
 from vagonfs.remote.base import (Capabilities, Capacity, Entry, ProgressFn, Store,
                                  find_listed)
+from vagonfs.remote.batch_listing import ListingBatches
 from vagonfs.remote.http import HeaderAuth, HttpClient, file_range, parse_timestamp, reply_shape
 
 log = logging.getLogger("vagonfs.tenant")
@@ -44,13 +50,20 @@ def _quote(value: str) -> str:
 
 
 class TenantStore(Store):
-    capabilities = Capabilities(read_only=False, can_rename=True, max_file_size=MAX_FILE_SIZE)
+    capabilities = Capabilities(read_only=False, can_rename=True, max_file_size=MAX_FILE_SIZE,
+                                lookup_lists=True)
 
     def __init__(self, http: HttpClient, url: str, api_key: str):
         self.http = http
         self._files = url.rstrip("/") + "/api/v1/files"
         self._auth = HeaderAuth("Authorization", f"Bearer {api_key}")
         self._ranged = True
+        self._after_upload = ListingBatches(self.list)
+        self._started = time.time()
+        # folder path -> its time: the API gives folders none, so it is the
+        # newest time among its items once it was listed, else when this mount
+        # first saw it (made it, or listed its parent)
+        self._folder_times: cachetools.LRUCache = cachetools.LRUCache(maxsize=100_000)
 
     @property
     def ranged_reads(self) -> bool:
@@ -66,18 +79,28 @@ class TenantStore(Store):
                                        headers=headers, content=content, auth=self._auth,
                                        idempotent=idempotent)
 
-    async def root(self) -> Entry:
-        return Entry("", True, key="")
+    async def check(self) -> None:
+        response = await self._call("GET", params={"path": ""})
+        with reply_shape("tenant listing"):
+            if not isinstance(response.json()["files"] or [], list):
+                raise TypeError("'files' is not a list")
 
-    def _entry(self, item: dict, folder: str) -> Entry:
+    async def root(self) -> Entry:
+        return Entry("", True, key="", mtime=self._folder_times.get("", self._started))
+
+    def _entry(self, item: dict, folder: str, listed_at: float) -> Entry:
+        """An item as an entry. Times, never 0: its ``updated_at``, else (a
+        folder) the time kept for it, else the time of this listing."""
         name = "" if item["name"] is None else str(item["name"])  # the filesystem skips ""
         path = str(item.get("path") or _join(folder, name)).strip("/")
         if item.get("is_dir"):
-            return Entry(name, True, key=path, mtime=parse_timestamp(item.get("updated_at")))
+            mtime = parse_timestamp(item.get("updated_at")) \
+                or self._folder_times.setdefault(path, listed_at)
+            return Entry(name, True, key=path, mtime=mtime)
         size = int(item.get("size") or 0)
         updated = item.get("updated_at") or ""
-        return Entry(name, False, key=path, size=size, mtime=parse_timestamp(updated),
-                     version=f"{size}@{updated}")
+        return Entry(name, False, key=path, size=size,
+                     mtime=parse_timestamp(updated) or listed_at, version=f"{size}@{updated}")
 
     async def list(self, folder: Entry) -> AsyncIterator[list[Entry]]:
         response = await self._call("GET", params={"path": folder.key})
@@ -85,13 +108,17 @@ class TenantStore(Store):
             items = response.json()["files"] or []
             if not isinstance(items, list):
                 raise TypeError("'files' is not a list")
-        entries = []
+        entries, listed_at = [], time.time()
         for item in items:  # one bad item is skipped, not the whole folder
             try:
                 with reply_shape("tenant listing item"):
-                    entries.append(self._entry(item, folder.key))
+                    entries.append(self._entry(item, folder.key, listed_at))
             except RemoteIOError as exc:
                 log.warning("skipping an item of the listing of %s: %s", folder.key or "/", exc)
+        newest = max((parse_timestamp(i.get("updated_at")) for i in items
+                      if isinstance(i, dict)), default=0.0)
+        if newest:
+            self._folder_times[folder.key] = newest
         yield entries
 
     async def lookup(self, folder: Entry, name: str) -> Entry:
@@ -135,14 +162,24 @@ class TenantStore(Store):
 
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}",
                    "Content-Length": str(len(head) + size + len(tail))}
-        await self.http.request("POST", self._files + "/upload", headers=headers,
-                                content=body, auth=self._auth)
-        return await self.lookup(folder, name)
+        async with self._after_upload.sending(folder):
+            response = await self.http.request("POST", self._files + "/upload",
+                                               headers=headers, content=body, auth=self._auth)
+        with reply_shape("tenant upload"):
+            stored = {str(u["path"]).strip("/"): int(u["size"])
+                      for u in response.json()["uploaded"]}
+        path = _join(folder.key, name)
+        if stored.get(path) != size:
+            raise RemoteIOError(f"the store says it holds {stored.get(path)} bytes of {path} "
+                                f"where {size} were sent")
+        # the reply has no time, so no version: one listing tells it for a batch
+        return await self._after_upload.entry(folder, name)
 
     async def mkdir(self, folder: Entry, name: str) -> Entry:
         path = _join(folder.key, name)
         await self._call("POST", "/mkdir", body={"path": path}, idempotent=False)
-        return Entry(name, True, key=path)
+        return Entry(name, True, key=path,
+                     mtime=self._folder_times.setdefault(path, time.time()))
 
     async def delete(self, entry: Entry) -> None:
         try:

@@ -154,6 +154,12 @@ class VagonStore(Store):
     def ranged_reads(self) -> bool:
         return True
 
+    async def check(self) -> None:
+        reply = await self.api.call("GET", "/files", params={"per_page": 1})
+        with reply_shape("Vagon files"):
+            if not isinstance(reply["files"], list):
+                raise TypeError("'files' is not a list")
+
     # -- the tree ----------------------------------------------------------------
 
     def _virtual(self, name: str, key: VagonKey, *, writable: bool = False) -> Entry:
@@ -333,7 +339,21 @@ class VagonStore(Store):
     async def upload(self, folder: Entry, name: str, source: BinaryIO, size: int, *,
                      content_type: str | None = None,
                      progress: ProgressFn | None = None) -> Entry:
-        """Multipart upload: create, parts in parallel, complete."""
+        """Multipart upload: create, parts in parallel, complete.
+
+        It starts only once the file is closed (or synced), never while it is
+        still being written, though the parts could travel during the copy:
+        ``create`` must state the final ``size`` and ``file_name``, ``complete``
+        refuses parts that do not add up to that size (``File size mismatch``),
+        and no call appends to or renames an upload. A writer's final size is
+        known only at ``close`` (``cp`` and ``rsync`` announce none), and an
+        upload begun under rsync's temporary name could not take the final one,
+        so starting early would mean guessing a size, or leaving an abandoned
+        ``uploading`` item visible to every other client, and would give up the
+        write-back rules (a rename or delete before the upload costs nothing).
+        What is done instead: the file is spooled at disk speed, and ``fsync``
+        starts its upload at once with the parts in parallel.
+        """
         check_name(name)
         scope = await self._writable(folder)
         reply = await self.api.create_upload(
