@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything vagonfs needs on a fresh Debian/Ubuntu machine; safe to run again.
 # System packages (FUSE 3 and its headers for pyfuse3, rsync, gio for the file
-# manager checks), a virtualenv in .venv, and the package with its test extras.
+# manager checks), a virtualenv in .venv, and the package with its test and
+# emulator extras (the demo and the tests run the emulator).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,8 +23,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.vagonfs-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    echo "setup: installing vagonfs and its test extras into .venv"
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    echo "setup: installing vagonfs with its test and emulator extras into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test,emulator]'
     touch "$stamp"
 fi
 # mount(8) runs helpers with PATH reset to the system directories: put the

@@ -10,6 +10,8 @@ mount(8) runs ``vagonfs SOURCE MOUNTPOINT -o opts`` (through mount.fuse3) for
 from __future__ import annotations
 
 import argparse
+import difflib
+import importlib
 import json
 import os
 import sys
@@ -25,18 +27,124 @@ SUBCOMMANDS = ("mount", "unmount", "umount", "status", "archive", "emulator", "d
 _GENERIC_MOUNT_OPTIONS = {"rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "auto",
                           "noauto", "user", "nouser", "users", "_netdev", "nofail",
                           "defaults", "async", "sync", "atime", "noatime", "relatime"}
-_FLAG_OPTIONS = {"ro": ("read_only", True), "read_only": ("read_only", True),
-                 "allow_other": ("allow_other", True), "foreground": ("foreground", True),
-                 "no_xattrs": ("xattrs", False)}
+# -o names that are not a long option's name with _ for -
+_MOUNT_OPTION_ALIASES = {"ro": "read_only"}
+# the extra that `vagonfs emulator` and `vagonfs demo` need, by the modules it brings
+_EMULATOR_MODULES = ("starlette", "uvicorn", "python_multipart")
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser that reports an unknown option itself: with its
+    own usage, naming the option and the closest real one (argparse would
+    hand it to the top-level parser, whose usage helps nobody)."""
+
+    def __init__(self, *args, **kwargs):
+        self.named_actions: list[argparse.Action] = []
+        # mount's: ``-o a,b=c`` (mount(8)'s form, fstab's) becomes ``--a --b=c``
+        # before parsing, so each value is checked, and refused with the same
+        # message, as its long option
+        self.mount_options = False
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        self.named_actions.append(action)
+        return action
+
+    def long_options(self) -> list[str]:
+        return [s for a in self.named_actions for s in a.option_strings if s.startswith("--")]
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self.mount_options:
+            args = self._expand(list(sys.argv[1:] if args is None else args))
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(self._unknown(extras))
+        return namespace, extras
+
+    def _unknown(self, extras: list[str]) -> str:
+        option = next((e for e in extras if e.startswith("-")), None)
+        if option is None:
+            return f"unexpected argument: {extras[0]}"
+        name = option.partition("=")[0]
+        return f"unknown option {name}" + _suggestion(name, self.long_options())
+
+
+    def _expand(self, argv: list[str]) -> list[str]:
+        out: list[str] = []
+        items = iter(argv)
+        for arg in items:
+            if arg == "--":
+                out += [arg, *items]
+                break
+            if arg == "-o":
+                group = next(items, None)
+                if group is None:
+                    self.error("-o needs options (-o ro,uid=1000)")
+            elif arg.startswith("-o") and not arg.startswith("--"):
+                group = arg[2:]
+            else:
+                out.append(arg)
+                continue
+            for item in filter(None, group.split(",")):
+                out += self._long_option(item)
+        return out
+
+    def _long_option(self, item: str) -> list[str]:
+        name, eq, value = item.partition("=")
+        if name in _GENERIC_MOUNT_OPTIONS or name.startswith("x-"):
+            return []
+        option = "--" + _MOUNT_OPTION_ALIASES.get(name, name).replace("_", "-")
+        action = next((a for a in self.named_actions if option in a.option_strings), None)
+        if action is None or option == "--help":
+            known = [o[2:].replace("-", "_") for o in self.long_options()
+                     if o != "--help"] + list(_MOUNT_OPTION_ALIASES)
+            self.error(f"unknown mount option -o {name}" + _suggestion(name, known, "-o "))
+        if action.nargs == 0:
+            if eq:
+                self.error(f"mount option -o {name} takes no value")
+            return [option]
+        if not value:
+            self.error(f"mount option -o {name} needs a value (-o {name}=...)")
+        return [f"{option}={value}"]
+
+
+def _suggestion(name: str, known: list[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
+
+
+def _checked(parse):
+    """An argparse type that checks a value with ``parse`` (parse_size, ...)
+    and keeps its text: the command refuses a bad value naming the option,
+    and the daemon is handed the same text."""
+    def check(text: str) -> str:
+        try:
+            parse(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    check.__name__ = parse.__name__
+    return check
+
+
+def _octal(text: str) -> int:
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise ConfigError(f"not an octal mask: {text!r} (try 022 or 077)") from None
 
 
 def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
+    from vagonfs.config import parse_duration, parse_size
+
     p.add_argument("source", metavar="REMOTE:[PATH]", help="a remote from the config file, "
                    "optionally with a folder inside it (work:shared/Projects)")
     p.add_argument("mountpoint", metavar="MOUNTPOINT")
     p.add_argument("-f", "--foreground", action="store_true",
                    help="stay in the foreground and log to stderr")
-    p.add_argument("-o", dest="fuse_options", action="append", default=[], metavar="OPT[,OPT]",
+    p.add_argument("-o", metavar="OPT[,OPT]",
                    help="options in mount's style: ro, allow_other, uid=N, cache_dir=DIR, ... "
                         "(any long option, with _ for -)")
     p.add_argument("--config", help="config file (default $VAGONFS_CONFIG or "
@@ -45,24 +153,39 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-other", action="store_true",
                    help="let other users enter the mount (needs user_allow_other in "
                         "/etc/fuse.conf unless root)")
+    p.add_argument("--allow-non-empty", action="store_true",
+                   help="mount over a folder that holds files (they are hidden until "
+                        "unmount)")
+    p.add_argument("--delay-connect", action="store_true",
+                   help="mount without first checking that the store answers (fstab "
+                        "mounts at boot); the first access then waits for the store")
+    p.add_argument("--links", action="store_true",
+                   help="keep symbolic links, each as a small file NAME.vagonfslink on the "
+                        "store, shown as the link again (off: symlink fails with EPERM)")
     p.add_argument("--uid", type=int, help="owner shown for every file (default: you)")
     p.add_argument("--gid", type=int, help="group shown for every file (default: yours)")
-    p.add_argument("--umask", default="022", help="permission bits to clear (default 022)")
+    p.add_argument("--umask", default="022", type=_checked(_octal),
+                   help="permission bits to clear (default 022)")
     p.add_argument("--cache-dir", help="where data, uploads in progress and their journal "
                    "live (default $XDG_CACHE_HOME/vagonfs)")
-    p.add_argument("--cache-max-size", default="10G",
+    p.add_argument("--cache-max-size", default="10G", type=_checked(parse_size),
                    help="bound of the block cache of downloaded data (default 10G)")
-    p.add_argument("--attr-timeout", default="1s",
+    p.add_argument("--attr-timeout", default="1s", type=_checked(parse_duration),
                    help="how long the kernel trusts file attributes (default 1s)")
-    p.add_argument("--dir-cache-time", default="5m",
+    p.add_argument("--dir-cache-time", default="5m", type=_checked(parse_duration),
                    help="how long a folder listing is reused (default 5m)")
-    p.add_argument("--write-back-delay", default="2s",
+    p.add_argument("--write-back-delay", default="2s", type=_checked(parse_duration),
                    help="how long a closed file waits before its upload (default 2s)")
+    p.add_argument("--read-ahead", default="1M", type=_checked(parse_size),
+                   help="the kernel's read-ahead for the mount, which is also the size of "
+                        "its FUSE reads; set when mounting as root (default 1M; 0 leaves "
+                        "the kernel's 128K)")
     p.add_argument("--no-xattrs", dest="xattrs", action="store_false",
                    help="offer no extended attributes (no user.mime_type): ls -l of big "
                         "folders then makes no getxattr round trips")
-    p.add_argument("--log-level", default="INFO",
-                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="INFO", type=str.upper,
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="DEBUG, INFO, WARNING or ERROR, in any case (default INFO)")
     p.add_argument("--log-file", help="log here (default: stderr with -f, else "
                    "<cache dir>/<remote>.log)")
 
@@ -73,13 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Mount Vagon Files, a tenant file store or Shannon workspaces as a folder.",
         epilog="Also: vagonfs REMOTE:[PATH] MOUNTPOINT -o OPTS, as mount -t fuse.vagonfs runs it.")
     parser.add_argument("--version", action="version", version=f"vagonfs {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                parser_class=_CommandParser)
 
     mount = sub.add_parser("mount", help="mount a remote on a folder",
                            description="Mount a remote (or a folder inside it) and return once "
                                        "the mount is ready.")
+    mount.mount_options = True
     _add_mount_arguments(mount)
-    mount.set_defaults(run=_mount)
+    mount.set_defaults(run=_mount, parser=mount)
 
     unmount = sub.add_parser("unmount", aliases=["umount"],
                              help="upload what is pending, then unmount")
@@ -110,14 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the Vagon, tenant and Shannon APIs on one port, with their wire "
                     "formats, auth and errors. See docs/EMULATOR.md.")
     server.add_arguments(emulator)
-    emulator.set_defaults(run=server.run)
+    emulator.set_defaults(run=_needs_emulator_extra(server.run))
 
     demo_cmd = sub.add_parser(
         "demo", help="mount the emulator's demo data (all three stores) until Ctrl-C",
         description="Start the emulator with its demo data and mount Vagon, tenant and "
                     "Shannon under DIR/mnt; Ctrl-C uploads what is pending and unmounts.")
     demo.add_arguments(demo_cmd)
-    demo_cmd.set_defaults(run=demo.run)
+    demo_cmd.set_defaults(run=_needs_emulator_extra(demo.run))
     return parser
 
 
@@ -128,52 +253,56 @@ def _normalize_argv(argv: list[str]) -> list[str]:
     return argv
 
 
-def _apply_fuse_options(args: argparse.Namespace) -> None:
-    """Fold ``-o a,b=c`` into the long options; ignore what mount(8) adds."""
-    for group in args.fuse_options:
-        for item in filter(None, group.split(",")):
-            name, _, value = item.partition("=")
-            if name in _GENERIC_MOUNT_OPTIONS or name.startswith("x-"):
-                continue
-            if name.replace("-", "_") in _FLAG_OPTIONS and not value:
-                setattr(args, *_FLAG_OPTIONS[name.replace("-", "_")])
-                continue
-            attr = name.replace("-", "_")
-            if attr in ("source", "mountpoint", "fuse_options") or not hasattr(args, attr):
-                raise ConfigError(f"unknown mount option: {name}")
-            if not value:
-                raise ConfigError(f"mount option {name} needs a value ({name}=...)")
-            setattr(args, attr, int(value) if attr in ("uid", "gid") else value)
+def _absolute_paths(args: argparse.Namespace) -> None:
+    """The paths the daemon is given, made absolute here: it runs from ``/``."""
+    from vagonfs.config import config_path
+
+    args.mountpoint = str(Path(args.mountpoint).expanduser().absolute())
+    for name in ("cache_dir", "log_file"):
+        if getattr(args, name):
+            setattr(args, name, str(Path(getattr(args, name)).expanduser().absolute()))
+    config = config_path(args.config).absolute()
+    args.config = str(config) if config.exists() else None
 
 
 def _mount_options(args: argparse.Namespace):
     from vagonfs.config import (MountOptions, config_path, default_cache_dir, load_remote,
                                 parse_duration, parse_size)
 
-    _apply_fuse_options(args)
+    _absolute_paths(args)
     remote_name, sep, subpath = args.source.partition(":")
     if not sep or not remote_name:
         raise ConfigError(f"expected REMOTE:[PATH], got {args.source!r}")
     remote = load_remote(remote_name, config_path(args.config))
-    try:
-        umask = int(str(args.umask), 8)
-    except ValueError:
-        raise ConfigError(f"umask must be octal, like 022 (got {args.umask!r})") from None
-    cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
     return MountOptions(
-        remote=remote, subpath=subpath.strip("/"),
-        mountpoint=Path(args.mountpoint).expanduser().absolute(),
-        cache_dir=cache_dir.absolute(),
+        remote=remote, subpath=subpath.strip("/"), mountpoint=Path(args.mountpoint),
+        cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(),
         read_only=bool(args.read_only), allow_other=bool(args.allow_other),
+        allow_non_empty=bool(args.allow_non_empty), delay_connect=bool(args.delay_connect),
+        links=bool(args.links),
         uid=args.uid if args.uid is not None else os.getuid(),
         gid=args.gid if args.gid is not None else os.getgid(),
-        umask=umask, cache_max_size=parse_size(args.cache_max_size),
+        umask=_octal(args.umask), cache_max_size=parse_size(args.cache_max_size),
         attr_timeout=parse_duration(args.attr_timeout),
         dir_cache_time=parse_duration(args.dir_cache_time),
         write_back_delay=parse_duration(args.write_back_delay),
         log_level=args.log_level, xattrs=bool(args.xattrs),
-        log_file=Path(args.log_file).expanduser().absolute() if args.log_file else None,
+        read_ahead=parse_size(args.read_ahead),
+        log_file=Path(args.log_file) if args.log_file else None,
         foreground=bool(args.foreground))
+
+
+def _daemon_argv(args: argparse.Namespace) -> list[str]:
+    """``mount``'s arguments for the daemon, from what was parsed: long options
+    only (``-o`` is folded in), paths absolute, nothing left at its default."""
+    argv = ["mount", args.source, args.mountpoint]
+    for action in args.parser.named_actions:
+        names = [s for s in action.option_strings if s.startswith("--")]
+        value = getattr(args, action.dest, None)
+        if not names or action.dest in ("help", "foreground") or value == action.default:
+            continue
+        argv.append(names[0] if action.nargs == 0 else f"{names[0]}={value}")
+    return argv
 
 
 def _mount(args: argparse.Namespace) -> int:
@@ -182,8 +311,7 @@ def _mount(args: argparse.Namespace) -> int:
     options = _mount_options(args)
     if not options.foreground:
         log_file = options.log_file or options.cache_dir / f"{options.remote.name}.log"
-        argv = [a for a in sys.argv[1:] if a not in ("-f", "--foreground")]
-        return mount.launch_background(_normalize_argv(argv), log_file)
+        return mount.launch_background(_daemon_argv(args), log_file)
     logs.setup(options.log_level, options.log_file)
     return mount.run(options)
 
@@ -217,6 +345,7 @@ def _unmount(args: argparse.Namespace) -> int:
         if mount.is_stale(args.mountpoint):
             print(f"vagonfs: {args.mountpoint}: its daemon is gone (stale mount); "
                   "cleaning up with fusermount3 -u", file=sys.stderr)
+            control.socket_path(args.mountpoint).unlink(missing_ok=True)  # a killed daemon's
             os.execvp("fusermount3", ["fusermount3", "-u", "-z", args.mountpoint])
         print(f"vagonfs: no vagonfs mount at {args.mountpoint}", file=sys.stderr)
         return 1
@@ -247,21 +376,64 @@ def _status(args: argparse.Namespace) -> int:
         time.sleep(1)
 
 
+# why an upload in each state has not reached the store yet
+_WAITING = {"open": "still open by a program; uploads once closed",
+            "queued": "waiting for the write-back delay or a free upload slot",
+            "uploading": "uploading",
+            "failed": "refused by the store"}
+
+
 def _status_text(status: dict) -> str:
-    lines = [f"{status['remote']}:{status['subpath']} ({status['type']}) on "
-             f"{status['mountpoint']}, pid {status['pid']}",
-             f"uploads pending: {len(status['uploads'])}"]
-    for u in status["uploads"]:
+    """What a user asks first (is everything uploaded? if not, what and why),
+    then the mount itself, its cache and its requests."""
+    waiting = [u for u in status["uploads"] if u["state"] != "synced"]
+    lines = [f"not uploaded yet: {len(waiting)} file(s)" if waiting
+             else "everything is uploaded"]
+    for u in waiting:
         percent = 100 * u["progress"] // u["size"] if u["size"] else 100
-        line = f"  {u['state']:<9} {u['path']}  {u['progress']}/{u['size']} bytes ({percent}%)"
+        why = _WAITING.get(u["state"], u["state"])
+        if u["state"] == "queued" and u["error"]:
+            why = f"to be retried (attempt {u['attempts'] + 1})"
+        path = os.path.join(status["mountpoint"], u["path"])
+        line = f"  {path}: {why}, {u['progress']}/{u['size']} bytes ({percent}%)"
         if u["error"]:
-            line += f"  last error: {u['error']}"
+            line += f"; last error: {u['error']}"
+        if u["spool"]:
+            line += f"; its content is kept in {u['spool']}"
         lines.append(line)
     cache = status["cache"]
-    lines.append(f"cache: {cache['used'] >> 20} MiB of {cache['max'] >> 20} MiB in "
-                 f"{cache['dir']}")
+    lines += ["", f"{status['remote']}:{status['subpath']} ({status['type']}) on "
+                  f"{status['mountpoint']}, pid {status['pid']}",
+              f"cache: {cache['used'] >> 20} MiB of {cache['max'] >> 20} MiB in "
+              f"{cache['dir']}"
+              + ("; the cache disk is full: keeping only what fits" if cache.get("disk_full")
+                 else "")]
     lines += [f"{name}: {value}" for name, value in sorted(status["requests"].items())]
     return "\n".join(lines)
+
+
+def _needs_emulator_extra(run):
+    """``vagonfs emulator`` and ``vagonfs demo`` run the emulator, whose
+    server libraries are the ``emulator`` extra: say how to install it rather
+    than fail on an import deep inside."""
+    def checked(args: argparse.Namespace) -> int:
+        missing = [name for name in _EMULATOR_MODULES if not _importable(name)]
+        if missing:
+            raise ConfigError(
+                f"vagonfs {args.command} needs the emulator's libraries ({', '.join(missing)} "
+                "missing): pip install 'vagonfs[emulator]' (in a clone, scripts/setup.sh "
+                "installs them into .venv)")
+        return run(args)
+
+    return checked
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `vagonfs status MNT | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

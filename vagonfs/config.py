@@ -31,11 +31,19 @@ class Remote:
 
 
 def config_path(explicit: str | None = None) -> Path:
-    """The config file: ``--config``, else ``VAGONFS_CONFIG``, else the XDG default."""
-    if explicit:
-        return Path(explicit).expanduser()
-    if os.environ.get("VAGONFS_CONFIG"):
-        return Path(os.environ["VAGONFS_CONFIG"]).expanduser()
+    """The config file: ``--config``, else ``VAGONFS_CONFIG``, else the XDG default.
+
+    A file named by either must exist: a typo in its name would otherwise
+    read as a missing remote. The XDG default may be absent (remotes can come
+    from the environment alone).
+    """
+    named = explicit or os.environ.get("VAGONFS_CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"the config file {path} does not exist" if not path.exists()
+                              else f"the config file {path} is not a file")
+        return path
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(Path.home(), ".config")
     return Path(base) / "vagonfs" / "config.toml"
 
@@ -68,8 +76,9 @@ def load_remote(name: str, path: Path) -> Remote:
         if value is not None:
             table[field_name] = value
     if not table:
-        raise ConfigError(f"no remote called {name!r} in {path} "
-                          f"(nor {_env_name(name, 'type')} and friends in the environment)")
+        where = f"in {path}" if path.exists() else f"({path} does not exist)"
+        raise ConfigError(f"no remote called {name!r} {where}, nor "
+                          f"{_env_name(name, 'type')} and friends in the environment")
     unknown = set(table) - set(_FIELDS)
     if unknown:
         raise ConfigError(f"remote {name!r}: unknown field(s) {', '.join(sorted(unknown))}")
@@ -117,6 +126,9 @@ class MountOptions:
     cache_dir: Path
     read_only: bool = False
     allow_other: bool = False
+    allow_non_empty: bool = False
+    delay_connect: bool = False  # no check of the store before the mount is offered
+    links: bool = False  # symbolic links kept as NAME.vagonfslink files
     uid: int = field(default_factory=os.getuid)
     gid: int = field(default_factory=os.getgid)
     umask: int = 0o022
@@ -126,5 +138,6 @@ class MountOptions:
     write_back_delay: float = 2.0
     log_level: str = "INFO"
     xattrs: bool = True
+    read_ahead: int = 1024 * 1024  # bytes; the kernel's FUSE read size, set when root
     log_file: Path | None = None
     foreground: bool = False

@@ -18,6 +18,8 @@ import sys
 import threading
 from pathlib import Path
 
+import vagonfs
+
 STORES = ("vagon", "tenant", "shannon")
 
 _TRY = """\
@@ -52,6 +54,9 @@ def run(args) -> int:
     state = base / ".vagonfs-demo"
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     mnt = base / "mnt"
+    # the emulator child runs ``python -m vagonfs``: from here, no folder
+    # named vagonfs (a clone, when run from its parent) can shadow the package
+    os.chdir("/")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -95,5 +100,4 @@ def _write_config(path: Path, emulator) -> Path:
 
 
 def _vagonfs(*argv: str, check: bool = False) -> None:
-    subprocess.run([sys.executable, "-m", "vagonfs", *argv], check=check,
-                   stdin=subprocess.DEVNULL)
+    subprocess.run(vagonfs.command(*argv), check=check, stdin=subprocess.DEVNULL)

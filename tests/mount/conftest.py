@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from vagonfs import control
 from vagonfs.mount import is_mounted
 
 FUSE_MISSING = None
@@ -101,6 +102,7 @@ class Mount:
         deadline = time.monotonic() + 10
         while self.daemon_pids() and time.monotonic() < deadline:
             time.sleep(0.05)
+        control.socket_path(self.path).unlink(missing_ok=True)  # what a SIGKILL leaves
 
     def daemon_pids(self) -> list[int]:
         found = subprocess.run(["pgrep", "-f", f"vagonfs mount .*{self.path}"],

@@ -119,15 +119,16 @@ def test_status_shows_pending_uploads_and_watch_refreshes(mount_factory):
     mount = mount_factory("tenant", options=("--write-back-delay", "60s"))
     (mount.path / "pending.txt").write_text("not uploaded yet\n")
     text = vagonfs("status", str(mount.path)).stdout
-    assert "uploads pending: 1" in text
-    assert "queued" in text and "pending.txt  0/17 bytes (0%)" in text, text
+    assert text.startswith("not uploaded yet: 1 file(s)\n"), text  # what a user asks first
+    assert "/pending.txt: waiting for the write-back delay" in text, text
+    assert "0/17 bytes (0%)" in text, text
     assert "\nrequests: " in text, text  # request counts since the mount
     watch = subprocess.Popen([sys.executable, "-m", "vagonfs", "status", "--watch",
                               str(mount.path)], stdout=subprocess.PIPE, text=True)
     time.sleep(2.5)
     watch.send_signal(signal.SIGINT)
     out, _ = watch.communicate(timeout=30)
-    assert out.count("uploads pending: 1") >= 2  # a report each second, until Ctrl-C
+    assert out.count("not uploaded yet: 1 file(s)") >= 2  # a report each second, until Ctrl-C
     assert watch.returncode == 130
 
 

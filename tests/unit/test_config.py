@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vagonfs.cli import _mount_options, _normalize_argv, build_parser
-from vagonfs.config import load_remote, parse_duration, parse_size
+from vagonfs.config import config_path, load_remote, parse_duration, parse_size
 from vagonfs.errors import ConfigError
 
 CONFIG = """
@@ -96,8 +96,24 @@ def test_mount_helper_form_ignores_generic_mount_options(config, tmp_path):
     assert not options.read_only
 
 
-def test_unknown_mount_option_is_refused(config, tmp_path):
-    args = build_parser().parse_args(["mount", "work:", str(tmp_path), "--config",
-                                      str(config), "-o", "colour=blue"])
-    with pytest.raises(ConfigError, match="unknown mount option: colour"):
-        _mount_options(args)
+def test_unknown_mount_option_is_refused(config, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["mount", "work:", str(tmp_path), "--config", str(config),
+                                   "-o", "colour=blue"])
+    assert "unknown mount option -o colour" in capsys.readouterr().err
+
+
+def test_o_values_are_checked_as_their_long_option(config, tmp_path, capsys):
+    args = build_parser().parse_args(["mount", "work:", str(tmp_path), "-o", "log_level=debug"])
+    assert args.log_level == "DEBUG"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["mount", "work:", str(tmp_path), "-o", "cache_max_size=lots"])
+    assert "argument --cache-max-size: not a size: 'lots'" in capsys.readouterr().err
+
+
+def test_named_config_file_must_exist(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="does not exist"):
+        config_path(str(tmp_path / "none.toml"))
+    monkeypatch.setenv("VAGONFS_CONFIG", str(tmp_path / "none.toml"))
+    with pytest.raises(ConfigError, match="none.toml does not exist"):
+        config_path()
