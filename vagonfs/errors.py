@@ -24,6 +24,7 @@ boundary (pyfuse3 lets any other exception end the whole mount)::
         ├── BadHandle          EBADF   (a file handle the kernel should not have sent)
         ├── LocalDiskError     ENOSPC, EDQUOT or EIO: the cache disk failed, as it said
         └── RemoteIOError      EIO     (retries exhausted, or nonsense from the server)
+            └── ListingChanged         a paged listing changed between its pages
 
 Messages never contain credentials: the HTTP layer builds them from the
 server's reply and a URL stripped of its query string.
@@ -101,6 +102,11 @@ class Stale(StoreError):
 
 class RemoteIOError(StoreError):
     errno = errno.EIO
+
+
+class ListingChanged(RemoteIOError):
+    """Entries were added or removed while a listing was read page by page:
+    the pages do not add up to one listing, so it is read again, never stitched."""
 
 
 class BadHandle(StoreError):

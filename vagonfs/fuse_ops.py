@@ -2,8 +2,9 @@
 
 pyfuse3 ends the whole mount on any exception other than ``FUSEError``, so
 every handler runs inside :func:`_errors`, the one place where a
-``StoreError`` becomes its errno and anything unexpected becomes EIO with a
-traceback in the log. Nothing here decides filesystem behaviour; that is
+``StoreError`` becomes its errno and anything unexpected becomes EIO (or the
+cache disk's ENOSPC) with one log line, as background work does
+(``vagonfs.core.supervise``). Nothing here decides filesystem behaviour; that is
 ``vagonfs.core.fs``.
 """
 
@@ -17,6 +18,7 @@ from contextlib import aclosing, contextmanager
 import pyfuse3
 
 from vagonfs.cache.blocks import BLOCK_SIZE
+from vagonfs.core import links, supervise
 from vagonfs.core.fs import Attributes, Filesystem
 from vagonfs.core.inodes import Node
 from vagonfs.errors import StoreError
@@ -39,9 +41,8 @@ def _errors(operation: str):
         else:
             log.debug("%s: %s", operation, exc)
         raise pyfuse3.FUSEError(exc.errno) from None
-    except Exception:
-        log.exception("%s failed unexpectedly", operation)
-        raise pyfuse3.FUSEError(errno.EIO) from None
+    except Exception as exc:
+        raise pyfuse3.FUSEError(supervise.failure(operation, exc, logger=log).errno) from None
 
 
 def _name(raw: bytes) -> str:
@@ -203,7 +204,14 @@ class FuseOperations(pyfuse3.Operations):
         raise pyfuse3.FUSEError(errno.ENOTSUP)
 
     async def symlink(self, parent_inode, name, target, ctx):
-        raise pyfuse3.FUSEError(errno.EPERM)  # no store holds links: see docs/SEMANTICS.md
+        if not links.enabled(self.fs.store):
+            raise pyfuse3.FUSEError(errno.EPERM)  # no store holds links: see docs/SEMANTICS.md
+        with _errors("symlink"):
+            return self._attrs(await self.fs.symlink(parent_inode, _name(name), target))
+
+    async def readlink(self, inode, ctx):
+        with _errors("readlink"):
+            return await self.fs.readlink(inode)
 
     async def link(self, inode, new_parent_inode, new_name, ctx):
         raise pyfuse3.FUSEError(errno.EPERM)

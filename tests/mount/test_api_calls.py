@@ -70,3 +70,21 @@ def test_rsync_of_100_new_files_costs_exactly_100_uploads(mount_factory, tmp_pat
         # the tenant API says a new file's time only in a listing, one per upload
         listings = spent.get("vagon.files", 0) + spent.get("tenant.list", 0)
         assert listings <= (2 if store == "vagon" else 102), spent
+
+
+def test_vagon_lookup_in_a_folder_not_listed_is_kept_like_a_listing(mount_factory,
+                                                                    emulator_factory):
+    emulator = emulator_factory()
+    emulator.admin("POST", "/_admin/populate",
+                   json={"store": "vagon", "parent_id": 0, "count": 1, "prefix": "big",
+                         "object_type": "directory"})
+    # the kernel trusts an entry 10 ms, then asks again at every stat
+    mount = mount_factory("vagon", emulator=emulator, subpath="shared",
+                          options=("--attr-timeout", "0.01s"))
+    before = mount.calls()
+    sh(f"stat {mount.path}/big000000")
+    assert calls_since(mount, before) == {"vagon.files": 1}  # one lookup by name
+    before = mount.calls()
+    for _ in range(5):
+        sh(f"sleep 0.05; stat {mount.path}/big000000")
+    assert calls_since(mount, before) == {}

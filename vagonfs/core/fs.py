@@ -7,7 +7,8 @@ and only then the store is asked. Every failure is a ``StoreError`` carrying
 its errno.
 
 Caches and their bounds:
-- listings: one per folder, kept ``dir_cache_time`` (cachetools TTL); a lookup
+- listings: one per folder, kept ``dir_cache_time``, at most ``listings.MAX_ENTRIES``
+  entries across all folders (``vagonfs.core.listings``); a lookup
   in a folder with a fresh listing costs no request;
 - attributes: what the last listing or lookup said, handed to the kernel with
   ``attr_timeout``;
@@ -21,12 +22,15 @@ re-reads the node after its awaits instead of trusting what it saw before.
 
 from __future__ import annotations
 
+import errno
 import logging
 import mimetypes
 import os
 import stat
 import time
 import unicodedata
+from collections.abc import Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,11 +41,14 @@ from vagonfs.cache.blocks import BlockCache
 from vagonfs.cache.reader import Reader, ReadState
 from vagonfs.cache.spool import Spool
 from vagonfs.cache.writeback import State, WriteBack
+from vagonfs.core import links, supervise
 from vagonfs.core.attrs import LocalAttrs
+from vagonfs.core.folder_prefetch import FolderPrefetch
 from vagonfs.core.inodes import ROOT_INODE, InodeTable, Node
-from vagonfs.errors import (AlreadyExists, CrossDevice, FileTooLarge, InvalidName,
-                            IsADirectory, NameTooLong, NotADirectory, NotEmpty, NotFound,
-                            ReadOnly, StoreError)
+from vagonfs.core.listings import Listings
+from vagonfs.errors import (AlreadyExists, BadHandle, CrossDevice, FileTooLarge, InvalidName,
+                            IsADirectory, ListingChanged, NameTooLong, NotADirectory, NotEmpty,
+                            NotFound, PermissionDenied, ReadOnly, RemoteIOError, StoreError)
 from vagonfs.remote.base import Capacity, Entry, Store
 
 log = logging.getLogger("vagonfs.fs")
@@ -79,15 +86,24 @@ class FileHandle:
 
 @dataclass(eq=False)
 class DirHandle:
-    """One ``opendir``: the listing as it streams in, so the kernel's offsets
-    index into a list that only grows."""
+    """One ``opendir``: the folder's entries as of its first ``readdir``, so
+    the kernel's offsets index into a list that does not change under it."""
 
     node: Node
-    entries: list[Entry] = field(default_factory=list)
-    done: bool = False
+    entries: list[Entry] | None = None
+
+
+@dataclass(eq=False)
+class _ListingFetch:
+    """A folder's listing being fetched: later askers wait for the first one's."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    listing: dict[str, Entry] | None = None
     error: StoreError | None = None
-    grown: trio.Event = field(default_factory=trio.Event)
-    cancel: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+LISTING_TRIES = 3  # reads of a listing that keeps changing under pagination
+LOOKUP_FOLDERS_KEPT = 1024  # folders not listed whose looked-up entries are kept
 
 
 class Filesystem:
@@ -97,15 +113,21 @@ class Filesystem:
                  nursery: trio.Nursery):
         self.store = store
         self.options = options
-        self.inodes = InodeTable(root)
+        self._listings = Listings(options.dir_cache_time)
+        # folder ino -> {name: entry} found by lookup in folders not listed,
+        # kept like a listing: the kernel asks again each --attr-timeout, and
+        # each would cost a request
+        self._looked_up: cachetools.TTLCache = cachetools.TTLCache(
+            maxsize=LOOKUP_FOLDERS_KEPT, ttl=options.dir_cache_time)
+        self.inodes = InodeTable(root, dropped=self._listings.drop)
         self._nursery = nursery
-        self._listings: cachetools.TTLCache = cachetools.TTLCache(
-            maxsize=4096, ttl=options.dir_cache_time)
         self.blocks = BlockCache(cache_root, options.cache_max_size)
         self._reader = Reader(store, self.blocks, nursery)
+        self._folder_prefetch = FolderPrefetch(self._reader)
         self.writeback = WriteBack(cache_root, options.write_back_delay, self._upload,
                                    self.inodes.path)
         self._attrs = LocalAttrs(cache_root / "attrs.sqlite3")
+        self._listing_fetches: dict[int, _ListingFetch] = {}
         self._handles: dict[int, FileHandle | DirHandle] = {}
         self._next_fh = 1
         self._capacity: tuple[float, Capacity] | None = None
@@ -157,6 +179,9 @@ class Filesystem:
             size = node.entry.size if node.entry else 0
         if mtime is None:
             mtime = node.entry.mtime if node.entry else time.time()
+        if links.is_link(node.entry):  # --links: a link, whatever its mode
+            return Attributes(node.ino, False, size, mtime, stat.S_IFLNK | 0o777, opts.uid,
+                              opts.gid)
         perm = mode if mode is not None else (0o666 if writable else 0o444) & ~opts.umask
         return Attributes(node.ino, False, size, mtime, stat.S_IFREG | perm, opts.uid, opts.gid)
 
@@ -191,14 +216,19 @@ class Filesystem:
         if known is not None and (known.entry is None or known.dirty is not None):
             return known  # exists only here, or here in a newer version
         listing = self._listings.get(parent.ino)
+        if listing is None and self.store.capabilities.lookup_lists:
+            listing = await self._listing(parent)  # the store would list it anyway: keep it
         if listing is not None:
             entry = listing.get(name)
             if entry is None:
                 raise NotFound(f"{name} not found")
             return self._adopt(parent, entry)
-        entry = await self.store.lookup(await self._entry(parent), name)
-        if not _visible(entry):
-            raise NotFound(f"{name} not found")
+        entry = self._looked_up.get(parent.ino, {}).get(name)
+        if entry is None:
+            entry = await self.store.lookup(await self._entry(parent), name)
+            if not _visible(entry):
+                raise NotFound(f"{name} not found")
+            self._looked_up.setdefault(parent.ino, {})[name] = entry
         return self._adopt(parent, entry)
 
     def _adopt(self, parent: Node, entry: Entry) -> Node:
@@ -223,88 +253,103 @@ class Filesystem:
         node = self.node(ino)
         if not node.is_dir:
             raise NotADirectory(f"{self.inodes.path(node)} is not a folder")
-        handle = DirHandle(node)
-        listing = self._listings.get(ino)
-        if listing is not None:
-            handle.entries = list(listing.values())
-            self._add_local_children(handle)
-            handle.done = True
+        return self._new_handle(DirHandle(node))
+
+    async def _listing(self, node: Node) -> Mapping[str, Entry]:
+        """The folder's whole listing, cached or fetched.
+
+        Never a part of one: a page that fails fails the listing, and what
+        failed is not cached. ``ls`` or ``rsync --delete`` shown half a folder
+        as if it were all of it would act on a lie. Concurrent askers share
+        one fetch.
+        """
+        cached = self._listings.get(node.ino)
+        if cached is not None:
+            return cached
+        fetch = self._listing_fetches.get(node.ino)
+        if fetch is not None:
+            await fetch.done.wait()
         else:
-            self._nursery.start_soon(self._fill, handle)
-        return self._new_handle(handle)
-
-    async def _fill(self, handle: DirHandle) -> None:
-        """Stream a folder's listing into ``handle``; cache it when complete."""
-        node = handle.node
-        seen: dict[str, Entry] = {}
-        with handle.cancel:
+            fetch = self._listing_fetches[node.ino] = _ListingFetch()
+            where = f"listing {self.inodes.path(node) or '/'}"
             try:
-                folder = await self._entry(node)
-                async for page in self.store.list(folder):
-                    for entry in page:
-                        if not _visible(entry):
-                            continue
-                        if entry.name in seen:
-                            log.warning("%s: the store listed %r twice; showing the first",
-                                        self.inodes.path(node) or "/", entry.name)
-                            continue
-                        seen[entry.name] = entry
-                        handle.entries.append(entry)
-                    handle.grown.set()
-                    handle.grown = trio.Event()
-                self._listings[node.ino] = seen
-                self._add_local_children(handle)
-            except StoreError as exc:
-                handle.error = exc
-                log.warning("listing %s failed: %s", self.inodes.path(node) or "/", exc)
-                exc.logged = True
-        handle.done = True
-        handle.grown.set()
+                fetch.listing = await self._fetch_listing(node, where)
+                self._listings.put(node.ino, fetch.listing)
+            except (NotFound, PermissionDenied) as exc:
+                fetch.error = exc
+            except Exception as exc:  # any failure of any page is the listing's
+                fetch.error = supervise.failure(where, exc, logger=log)
+                if fetch.error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    fetch.error = _as_listing_error(fetch.error)
+            finally:
+                del self._listing_fetches[node.ino]
+                fetch.done.set()
+        if fetch.error is not None:
+            raise fetch.error
+        if fetch.listing is None:
+            raise RemoteIOError(f"listing {self.inodes.path(node) or '/'} was interrupted")
+        return fetch.listing
 
-    def _add_local_children(self, handle: DirHandle) -> None:
-        names = {e.name for e in handle.entries}
-        for child in self.inodes.children(handle.node.ino):
-            if child.entry is None and child.name not in names:
-                handle.entries.append(Entry(child.name, False, key=None))
+    async def _fetch_listing(self, node: Node, where: str) -> dict[str, Entry]:
+        """Every page, read again while the store says the folder changed
+        between pages (bounded: a folder that never holds still is an error)."""
+        folder = await self._entry(node)
+        for attempt in range(1, LISTING_TRIES + 1):
+            listing: dict[str, Entry] = {}
+            try:
+                async with aclosing(self.store.list(folder)) as pages:
+                    async for page in pages:
+                        for entry in page:
+                            if not _visible(entry):
+                                continue
+                            if entry.name in listing:
+                                log.warning("%s: the store listed %r twice; showing the first",
+                                            where, entry.name)
+                                continue
+                            listing[entry.name] = entry
+                return listing
+            except ListingChanged as exc:
+                log.info("%s changed while it was read (%s); reading it again (%d of %d)",
+                         where, exc, attempt, LISTING_TRIES)
+        raise RemoteIOError(f"{where}: the folder changed during each of {LISTING_TRIES} "
+                            "reads; not showing a listing stitched from different moments")
+
+    def _local_children(self, node: Node, listed: Mapping[str, Entry]) -> list[Entry]:
+        """Files that exist only here (not uploaded yet), as entries to list."""
+        return [Entry(child.name, False, key=None) for child in self.inodes.children(node.ino)
+                if child.entry is None and child.name not in listed]
 
     async def readdir(self, fh: int, start: int):
         """Yield (offset after, node) from ``start``; the caller stops when the
         kernel's buffer is full, and counts a lookup only for what it sent."""
-        handle = self._handles[fh]
-        assert isinstance(handle, DirHandle)
-        index = start
-        while True:
-            while index >= len(handle.entries) and not handle.done:
-                await handle.grown.wait()
-            if index >= len(handle.entries):
-                if handle.error is not None and index == 0:
-                    raise handle.error
-                return
+        handle = self._handles.get(fh)
+        if not isinstance(handle, DirHandle):
+            raise BadHandle(f"no folder is open as handle {fh}")
+        if handle.entries is None:
+            listing = await self._listing(handle.node)
+            handle.entries = [*listing.values(), *self._local_children(handle.node, listing)]
+        for index in range(start, len(handle.entries)):
             entry = handle.entries[index]
-            index += 1
             node = self.inodes.child(handle.node.ino, entry.name)
             if entry.key is not None and (node is None or node.dirty is None):
                 node = self._adopt(handle.node, entry)
             if node is not None:
-                yield index, node
+                yield index + 1, node
 
     def releasedir(self, fh: int) -> None:
-        handle = self._handles.pop(fh, None)
-        if isinstance(handle, DirHandle):
-            handle.cancel.cancel()
+        self._handles.pop(fh, None)
 
     def _forget_listing(self, ino: int) -> None:
-        self._listings.pop(ino, None)
+        self._listings.drop(ino)
+        self._looked_up.pop(ino, None)
 
     def _listing_set(self, parent: Node, entry: Entry) -> None:
-        listing = self._listings.get(parent.ino)
-        if listing is not None:
-            listing[entry.name] = entry
+        self._listings.set_entry(parent.ino, entry)
+        self._looked_up.get(parent.ino, {}).pop(entry.name, None)
 
     def _listing_drop(self, parent_ino: int, name: str) -> None:
-        listing = self._listings.get(parent_ino)
-        if listing is not None:
-            listing.pop(name, None)
+        self._listings.drop_entry(parent_ino, name)
+        self._looked_up.get(parent_ino, {}).pop(name, None)
 
     # -- checks before a change ----------------------------------------------
 
@@ -335,7 +380,7 @@ class Filesystem:
     def file_handle(self, fh: int) -> FileHandle:
         handle = self._handles.get(fh)
         if not isinstance(handle, FileHandle):
-            raise StoreError("bad file handle")
+            raise BadHandle(f"no file is open as handle {fh}")
         return handle
 
     async def create(self, parent_ino: int, name: str) -> tuple[int, Node]:
@@ -367,6 +412,8 @@ class Filesystem:
             await self._open_for_write(node, truncate=bool(flags & os.O_TRUNC))
         elif node.entry is not None and not node.entry.ready:
             raise NotFound(f"{self.inodes.path(node)} is still being uploaded elsewhere")
+        else:
+            self._folder_prefetch.opened(node.parent, node.name, self._listings.get(node.parent))
         keep = (node.dirty is None and node.entry is not None
                 and node.seen_version == node.entry.version)
         if node.entry is not None:
@@ -374,21 +421,24 @@ class Filesystem:
         return self._new_handle(FileHandle(node, writable)), keep
 
     async def _open_for_write(self, node: Node, *, truncate: bool) -> None:
+        """The file's content in a spool, for writing. It counts as changed
+        (uploaded at close) from its first write or truncate: a file opened for
+        writing and closed untouched (SQLite opening a database to query it,
+        ``touch``) uploads nothing."""
         pending = self.writeback.get(node)
         if pending is not None:
-            if pending.state is State.UPLOADING:  # copy on write: the upload keeps reading
-                spool = await pending.spool.copy(self.writeback.spool_dir)
-                self.writeback.opened(node, spool, pending.replaces)
-            elif pending.state is not State.OPEN:
-                self.writeback.opened(node, pending.spool, pending.replaces)
-            spool = node.dirty.spool
+            self.writeback.writer_opened(node)
+            # a queued upload waits for this writer (no copy on write later)
+            if truncate or pending.state in (State.QUEUED, State.FAILED):
+                pending = await self.writeback.reopen(node, self._landed_version(node))
             if truncate:
-                await spool.truncate(0)
+                await pending.spool.truncate(0)
             return
         spool = Spool.new(self.writeback.spool_dir)
         if not truncate and node.entry is not None and node.entry.size:
             await self._download_into(node, spool)
-        self.writeback.opened(node, spool, replaces=node.entry.version if node.entry else "")
+        self.writeback.opened(node, spool, replaces=self._landed_version(node),
+                              synced=not truncate and node.entry is not None)
         node.local_mtime = time.time() if truncate else None
 
     async def _download_into(self, node: Node, spool: Spool) -> None:
@@ -404,7 +454,8 @@ class Filesystem:
             spool.discard()
             raise
 
-    async def read(self, fh: int, offset: int, size: int) -> bytes:
+    async def read(self, fh: int, offset: int, size: int) -> bytes | memoryview:
+        """Bytes of an open file: a slice of a cached block, not a copy."""
         handle = self.file_handle(fh)
         node = handle.node
         if node.dirty is not None:
@@ -412,13 +463,21 @@ class Filesystem:
         entry = await self._entry(node)
         return await self._reader.read(entry, offset, size, handle.read_state)
 
+    def _landed_version(self, node: Node) -> str:
+        return node.entry.version if node.entry is not None else ""
+
     async def write(self, fh: int, offset: int, data: bytes) -> int:
         handle = self.file_handle(fh)
         node = handle.node
-        if not handle.writable or node.dirty is None:
-            raise StoreError("file not open for writing")
+        if not handle.writable:
+            raise BadHandle(f"{self.inodes.path(node)} is not open for writing here")
+        if node.dirty is None:  # its content was dropped: deleted or replaced while open
+            raise StoreError(f"{self.inodes.path(node)} was deleted or replaced while open")
         self._check_size(offset + len(data))
-        written = await node.dirty.spool.write(offset, data)
+        pending = node.dirty
+        if pending.state is not State.OPEN:  # after an fsync: the file is still open
+            pending = await self.writeback.reopen(node, self._landed_version(node))
+        written = await pending.spool.write(offset, data)
         if node.local_mtime is None or not node.mtime_set:
             node.local_mtime = time.time()
         return written
@@ -442,6 +501,7 @@ class Filesystem:
         handle = self._handles.pop(fh, None)
         if not isinstance(handle, FileHandle):
             return
+        self._reader.release(handle.read_state)
         node = handle.node
         if handle.writable and not any(
                 isinstance(h, FileHandle) and h.node is node and h.writable
@@ -457,9 +517,10 @@ class Filesystem:
                 raise IsADirectory(f"{self.inodes.path(node)} is a folder")
             self._check_writable(node)
             self._check_size(size)
-            writing = node.dirty is not None and node.dirty.state is State.OPEN
+            writing = node.dirty is not None and node.dirty.writing
             await self._open_for_write(node, truncate=size == 0)
-            await node.dirty.spool.truncate(size)
+            pending = await self.writeback.reopen(node, self._landed_version(node))
+            await pending.spool.truncate(size)
             node.local_mtime = time.time()
             if not writing:  # truncate(1) on a closed file: it is a complete change
                 await self.writeback.flushed(node)
@@ -467,7 +528,8 @@ class Filesystem:
         if mtime is not None or mode is not None:
             if node.is_dir:
                 return node  # folders carry no local attributes; times come from the store
-            if node.dirty is not None or node.entry is None:
+            unchanged = node.dirty is not None and node.dirty.state is State.SYNCED
+            if (node.dirty is not None and not unchanged) or node.entry is None:
                 if mtime is not None:
                     node.local_mtime, node.mtime_set = mtime, True
                 if mode is not None:
@@ -512,9 +574,29 @@ class Filesystem:
         entry = await self.store.mkdir(await self._entry(parent), name)
         self._listing_set(parent, entry)
         node = self.inodes.upsert(parent_ino, entry)
-        self._listings[node.ino] = {}  # new, so empty: lookups in it cost nothing
+        self._listings.put(node.ino, {})  # new, so empty: lookups in it cost nothing
         self.inodes.remember(node)
         return node
+
+    async def symlink(self, parent_ino: int, name: str, target: bytes) -> Node:
+        """A link (``--links``, see ``vagonfs.core.links``), made on the store at once."""
+        parent = self.node(parent_ino)
+        self._check_writable(parent)
+        self._check_name(name)
+        try:
+            await self._lookup_node(parent, name)
+        except NotFound:
+            pass
+        else:
+            raise AlreadyExists(f"{name} exists")  # the store's upload would replace it
+        entry = await links.create(self.store, await self._entry(parent), name, target)
+        self._listing_set(parent, entry)
+        node = self.inodes.upsert(parent_ino, entry)
+        self.inodes.remember(node)
+        return node
+
+    async def readlink(self, ino: int) -> bytes:
+        return await links.target(self.store, self.node(ino).entry)
 
     async def unlink(self, parent_ino: int, name: str) -> None:
         parent = self.node(parent_ino)
@@ -653,6 +735,16 @@ def _visible(entry: Entry) -> bool:
         log.warning("skipping an entry the store named %r: %s", shown, problem)
         return False
     return True
+
+
+def _as_listing_error(error: StoreError) -> StoreError:
+    """A failed listing is EIO to ``ls`` whatever the page said (a 400 is no
+    EINVAL of the caller's), keeping the store's own words."""
+    if error.errno == errno.EIO:
+        return error
+    wrapped = RemoteIOError(str(error))
+    wrapped.logged = error.logged
+    return wrapped
 
 
 def _bad_name(name: str) -> str | None:

@@ -13,6 +13,7 @@ the HTTP layer has retried what was safe to retry.
 from __future__ import annotations
 
 import abc
+import sys
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ class Entry:
     Vagon, a path for the path-based stores); the filesystem treats it as an
     opaque hashable. ``version`` changes whenever the content may have
     changed, so (key, version) identifies cached bytes.
+
+    A mount holds one per entry it has shown (a million for a big tree), so
+    ``content_type``, the same few strings over and over, is kept once.
     """
 
     name: str
@@ -41,6 +45,10 @@ class Entry:
     writable: bool = True  # False inside read-only views (recordings, Shannon, virtual folders)
     ready: bool = True  # False while the store still assembles an upload (not readable yet)
 
+    def __post_init__(self):
+        if type(self.content_type) is str:
+            object.__setattr__(self, "content_type", sys.intern(self.content_type))
+
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
@@ -51,6 +59,7 @@ class Capabilities:
     max_file_size: int | None  # bytes; None = no limit the client knows of
     forbidden_chars: str = "\0/"  # characters a name may not contain on this store
     max_name_length: int = 255
+    lookup_lists: bool = False  # finding one name costs a whole listing (no lookup call)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +134,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def capacity(self) -> Capacity:
         ...
+
+    @abc.abstractmethod
+    async def check(self) -> None:
+        """One cheap authenticated request, made before a mount is offered, so
+        that wrong credentials, a dead host or a URL that is not this store are
+        told at mount time. Raises StoreError; a reply that is not this API's
+        is RemoteIOError without a status."""
 
 
 async def find_listed(store: Store, folder: Entry, name: str) -> Entry:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import BinaryIO
@@ -32,7 +33,7 @@ from urllib.parse import quote
 
 import httpx
 
-from vagonfs.errors import IsADirectory, ReadOnly, RemoteIOError
+from vagonfs.errors import IsADirectory, ListingChanged, ReadOnly, RemoteIOError
 from vagonfs.remote.base import (Capabilities, Capacity, Entry, ProgressFn, Store,
                                  find_listed)
 from vagonfs.remote.http import HeaderAuth, HttpClient, parse_timestamp, reply_shape
@@ -84,12 +85,17 @@ def download_bytes(response: httpx.Response) -> bytes:
 
 
 class ShannonStore(Store):
-    capabilities = Capabilities(read_only=True, can_rename=False, max_file_size=None)
+    capabilities = Capabilities(read_only=True, can_rename=False, max_file_size=None,
+                                lookup_lists=True)
 
     def __init__(self, http: HttpClient, url: str, api_key: str):
         self.http = http
         self._base = url.rstrip("/") + "/api/v1/sessions"
         self._auth = HeaderAuth("X-API-Key", api_key)
+        self._started = time.time()
+        # session id -> its updated (else created) time: the deployed gateway
+        # gives files no time, and what a session holds dates from the session
+        self._session_times: dict[str, float] = {}
 
     @property
     def ranged_reads(self) -> bool:
@@ -108,8 +114,14 @@ class ShannonStore(Store):
             raise RemoteIOError(f"Shannon: {data.get('error') or 'request failed'}")
         return data
 
+    async def check(self) -> None:
+        reply = await self._json(params={"limit": 1, "offset": 0})
+        with reply_shape("Shannon sessions"):
+            if not isinstance(reply["sessions"] or [], list):
+                raise TypeError("'sessions' is not a list")
+
     async def root(self) -> Entry:
-        return Entry("", True, key=ROOT_KEY, writable=False)
+        return Entry("", True, key=ROOT_KEY, mtime=self._started, writable=False)
 
     async def list(self, folder: Entry) -> AsyncIterator[list[Entry]]:
         session, path = folder.key
@@ -125,35 +137,57 @@ class ShannonStore(Store):
         yield entries
 
     async def _sessions(self) -> AsyncIterator[list[Entry]]:
-        offset = 0
+        """The sessions page by page. Pages are asked by offset, so a session
+        started or ended between two pages shifts the rest: a ``total_count``
+        that changes, or a session seen twice, raises ListingChanged and the
+        caller reads the listing again."""
+        offset, seen, first_total = 0, set(), None
         while True:
             reply = await self._json(params={"limit": SESSIONS_PAGE, "offset": offset})
             sessions = reply.get("sessions") or []
+            total = reply.get("total_count")
+            if offset == 0:
+                first_total = total
+            elif total != first_total:
+                raise ListingChanged(f"Shannon sessions: {total} counted at offset {offset}, "
+                                     f"{first_total} at the start")
             with reply_shape("Shannon sessions"):
+                listed_at = time.time()
+                for s in sessions:
+                    self._session_times[str(s["session_id"])] = parse_timestamp(
+                        s.get("updated_at") or s.get("created_at")) or listed_at
                 page = [Entry(str(s["session_id"]), True, key=(str(s["session_id"]), ""),
-                              mtime=parse_timestamp(s.get("updated_at") or s.get("created_at")),
+                              mtime=self._session_times[str(s["session_id"])],
                               writable=False) for s in sessions]
+            if any(e.name in seen for e in page):
+                raise ListingChanged("Shannon sessions: a session listed on two pages")
+            seen.update(e.name for e in page)
             yield page
             offset += len(sessions)
-            total = reply.get("total_count")
             if not sessions or (isinstance(total, int) and offset >= total) \
                     or (total is None and len(sessions) < SESSIONS_PAGE):
+                if isinstance(total, int) and offset < total:
+                    raise ListingChanged(f"Shannon sessions: {offset} served where {total} "
+                                         "were counted")
                 return
 
     def _entry(self, session: str, folder: str, item: dict) -> Entry | None:
+        """An item as an entry; its time is its ``modified_at`` (documented
+        form), else its session's (when this mount first saw the session, if
+        the session list was not read): never 0."""
         name = item.get("name") or ""
         path = str(item.get("path") or (f"{folder}/{name}" if folder else name)).strip("/")
         parent = path.rpartition("/")[0]
         if parent != folder:  # a recursive answer: deeper entries show in their own folder
             return None
+        mtime = parse_timestamp(item.get("modified_at")) \
+            or self._session_times.setdefault(session, time.time())
         if item.get("is_dir"):
-            return Entry(name, True, key=(session, path), writable=False,
-                         mtime=parse_timestamp(item.get("modified_at")))
+            return Entry(name, True, key=(session, path), writable=False, mtime=mtime)
         size = int(item.get("size", item.get("size_bytes")) or 0)
         modified = item.get("modified_at") or ""
-        return Entry(name, False, key=(session, path), size=size,
-                     mtime=parse_timestamp(modified), version=f"{size}@{modified}",
-                     writable=False)
+        return Entry(name, False, key=(session, path), size=size, mtime=mtime,
+                     version=f"{size}@{modified}", writable=False)
 
     async def lookup(self, folder: Entry, name: str) -> Entry:
         return await find_listed(self, folder, name)

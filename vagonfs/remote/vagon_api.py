@@ -29,7 +29,8 @@ from pathlib import Path
 import httpx
 import trio
 
-from vagonfs.errors import (PermissionDenied, RemoteIOError, StoreError, error_for_status)
+from vagonfs.errors import (ListingChanged, PermissionDenied, RemoteIOError, StoreError,
+                            error_for_status)
 from vagonfs.remote import signing
 from vagonfs.remote.http import HttpClient, describe, reply_shape, task_group
 
@@ -133,24 +134,47 @@ class VagonApi:
 
     async def pages(self, path: str, items_key: str, params: dict | None = None
                     ) -> AsyncIterator[list[dict]]:
-        """Every page of a paginated list, in order, items flattened."""
+        """Every page of a paginated list, in order, items flattened.
+
+        Pages are asked by number, so an entry added or removed between two
+        pages shifts the rest: one would be shown twice or not at all. Every
+        reply states the folder's ``count``; a count that changes, an id seen
+        twice, or fewer items than counted raise ListingChanged, and the
+        caller reads the listing again rather than trusting a stitched one.
+        """
         params = dict(params or {}, per_page=PER_PAGE)
 
         async def fetch(page: int) -> dict:
             return await self.call("GET", path, params=dict(params, page=page))
 
-        def items(reply: dict) -> list[dict]:
+        seen: set[object] = set()
+
+        def items(reply: dict, page: int) -> list[dict]:
             listed = reply.get(items_key) or []
             if not isinstance(listed, list):
                 raise RemoteIOError(f"GET {path}: {items_key!r} is not a list")
-            return [flatten(i) for i in listed if isinstance(i, dict)]
+            with reply_shape("Vagon page"):
+                if int(reply.get("count") or 0) != count:
+                    raise ListingChanged(f"GET {path}: page {page} counts "
+                                         f"{reply.get('count')} items, page 1 counted {count}")
+            flat = [flatten(i) for i in listed if isinstance(i, dict)]
+            for item in flat:
+                ident = item.get("id")
+                if not isinstance(ident, (int, str)):
+                    continue  # unreadable: the caller skips such an item
+                if ident in seen:
+                    raise ListingChanged(f"GET {path}: item {ident} on two pages")
+                seen.add(ident)
+            return flat
 
         reply = await fetch(1)
-        first = items(reply)
-        yield first
-        served = len(first)
         with reply_shape("Vagon page"):
             count = int(reply.get("count") or 0)
+        first = items(reply, 1)
+        yield first
+        served = len(first)
+        total = served
+        with reply_shape("Vagon page"):
             last_page = math.ceil(count / served) if served else None
             next_page = int(reply.get("next_page") or 0)
         while next_page and served:
@@ -167,12 +191,17 @@ class VagonApi:
                 for page in window:
                     nursery.start_soon(fetch_into, page)
             for page in window:
-                batch = items(replies[page])
+                batch = items(replies[page], page)
+                total += len(batch)
                 yield batch
                 with reply_shape("Vagon page"):
                     next_page = int(replies[page].get("next_page") or 0)
-                if not next_page or not batch:
-                    return
+                if not batch:
+                    next_page = 0
+                if not next_page:
+                    break
+        if total < count:
+            raise ListingChanged(f"GET {path}: {total} items served where {count} were counted")
 
     # -- files -------------------------------------------------------------------
 
