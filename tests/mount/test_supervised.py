@@ -47,6 +47,7 @@ def test_unexpected_errors_in_listing_read_and_upload_leave_the_mount_answering(
 
     emulator.set_faults({"rules": [{"route": "s3.get_object", "garble": True}]})
     assert _errno_of(lambda: (mount.path / "a.bin").read_bytes()) == errno.EIO
+    assert "encoded as 'gzip'" in mount.log_text()  # refused, never kept as the file's bytes
 
     emulator.set_faults({"rules": [{"route": "vagon.create", "garble": True}]})
 

@@ -242,6 +242,8 @@ class HttpClient:
         handled by skipping the unwanted prefix; ``whole_reply`` is told.
         A reply whose total size is not ``expected_size`` means the file was
         replaced since it was listed: Stale, rather than bytes of two versions.
+        A body encoded against our ``identity`` (a proxy that compresses anyway)
+        is refused (EIO): it would otherwise be kept as the file's content.
         """
         position, failures, refreshed, fresh = offset, 0, False, False
         buffer, filled = bytearray(), 0  # the buffer being filled, from position - filled
@@ -272,6 +274,10 @@ class HttpClient:
                     response = await trio.to_thread.run_sync(reply.error_reply)
                     failures = await self._failed(request, response, failures, True, errors)
                     continue
+                encoding = reply.headers.get("Content-Encoding", "identity").lower()
+                if encoding != "identity":  # asked for identity: these are not the file's bytes
+                    raise RemoteIOError(f"GET {safe_url(url)}: the reply is encoded as "
+                                        f"{encoding!r}, not the file's own bytes")
                 total = _total_size(reply)
                 if expected_size is not None and total is not None and total != expected_size:
                     raise Stale(f"{safe_url(url)} changed on the store while being read "
