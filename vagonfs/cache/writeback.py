@@ -162,7 +162,7 @@ class WriteBack:
         replaces = landed_version if pending.state is State.SYNCED else pending.replaces
         return self.opened(node, pending.spool, replaces)
 
-    async def flushed(self, node) -> None:
+    def flushed(self, node) -> None:
         """A ``close(2)``: journal the file, so a killed daemon loses nothing.
 
         No ``fsync`` here, as on a local disk: the spool and the record are in
@@ -196,7 +196,7 @@ class WriteBack:
         pending = self._pending.get(id(node))
         if pending is None or pending.state is State.SYNCED:
             return
-        await self.flushed(node)
+        self.flushed(node)
         if pending.state in (State.OPEN, State.QUEUED, State.FAILED):
             pending.error = None
             self._start(pending)
@@ -204,7 +204,7 @@ class WriteBack:
         if pending.error is not None:
             raise pending.error
 
-    async def moved(self, node) -> None:
+    def moved(self, node) -> None:
         """The file was renamed before its upload: record the new path."""
         pending = self._pending.get(id(node))
         if pending is not None and pending.state not in (State.OPEN, State.SYNCED):

@@ -151,7 +151,7 @@ class Filesystem:
         if node is None:
             node = self.inodes.add_local(parent.ino, name)
         self.writeback.opened(node, spool, replaces)
-        await self.writeback.flushed(node)
+        self.writeback.flushed(node)
         self.writeback.closed(node)
         log.info("resuming upload of %s (%d bytes) left by an earlier run", path, spool.size)
 
@@ -490,7 +490,7 @@ class Filesystem:
     async def flush(self, fh: int) -> None:
         handle = self.file_handle(fh)
         if handle.writable:
-            await self.writeback.flushed(handle.node)
+            self.writeback.flushed(handle.node)
 
     async def fsync(self, fh: int) -> None:
         handle = self.file_handle(fh)
@@ -523,7 +523,7 @@ class Filesystem:
             await pending.spool.truncate(size)
             node.local_mtime = time.time()
             if not writing:  # truncate(1) on a closed file: it is a complete change
-                await self.writeback.flushed(node)
+                self.writeback.flushed(node)
                 self.writeback.closed(node)
         if mtime is not None or mode is not None:
             if node.is_dir:
@@ -679,7 +679,7 @@ class Filesystem:
                     self.writeback.discard(target)
             self._listing_drop(old_parent.ino, old_name)
             self.inodes.move(node, new_parent.ino, new_name)
-            await self.writeback.moved(node)
+            self.writeback.moved(node)
             return
         if not self.store.capabilities.can_rename:
             raise CrossDevice(f"this store cannot move {old_name} on the server; "
@@ -700,7 +700,7 @@ class Filesystem:
             node.entry = moved
         else:
             node.entry = moved
-            await self.writeback.moved(node)
+            self.writeback.moved(node)
         if node.is_dir:  # what is below has new keys on a path-based store
             for below in self.inodes.descendants(node.ino):
                 below.stale = True
