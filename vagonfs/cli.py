@@ -74,6 +74,10 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
                    help="how long a folder listing is reused (default 5m)")
     p.add_argument("--write-back-delay", default="2s", type=checked(parse_duration),
                    help="how long a closed file waits before its upload (default 2s)")
+    p.add_argument("--stop-timeout", default="30s", type=checked(parse_duration),
+                   help="on SIGTERM, SIGINT or SIGHUP, how long to go on uploading before "
+                        "unmounting anyway; what is left stays in the journal for the next "
+                        "mount (default 30s; 0: unmount at once)")
     p.add_argument("--read-ahead", default="1M", type=checked(parse_size),
                    help="the kernel's read-ahead for the mount, which is also the size of "
                         "its FUSE reads; set when mounting as root (default 1M; 0 leaves "
@@ -184,6 +188,7 @@ def _mount_options(args: argparse.Namespace):
         attr_timeout=parse_duration(args.attr_timeout),
         dir_cache_time=parse_duration(args.dir_cache_time),
         write_back_delay=parse_duration(args.write_back_delay),
+        stop_timeout=parse_duration(args.stop_timeout),
         log_level=args.log_level, xattrs=bool(args.xattrs),
         read_ahead=parse_size(args.read_ahead),
         log_file=Path(args.log_file) if args.log_file else None,
@@ -235,8 +240,13 @@ def _unmount(args: argparse.Namespace) -> int:
                     print(file=sys.stderr)
                 failed = [u for u in reply["uploads"] if u["state"] == "failed"]
                 if not reply["done"]:
-                    print(f"vagonfs: uploads still pending after {args.timeout} s; "
-                          "still mounted", file=sys.stderr)
+                    if _unmounted_soon(args.mountpoint):  # a signal stopped the daemon meanwhile
+                        print("vagonfs: the daemon was stopped meanwhile with uploads pending; "
+                              "they stay in its journal, and the next mount of this remote "
+                              "with the same cache dir uploads them", file=sys.stderr)
+                    else:
+                        print(f"vagonfs: uploads still pending after {args.timeout} s; "
+                              "still mounted", file=sys.stderr)
                     return 1
                 for upload in failed:
                     print(f"vagonfs: {upload['path']} was refused by the store "
@@ -249,10 +259,20 @@ def _unmount(args: argparse.Namespace) -> int:
             os.execvp("fusermount3", ["fusermount3", "-u", "-z", args.mountpoint])
         print(f"vagonfs: no vagonfs mount at {args.mountpoint}", file=sys.stderr)
         return 1
-    deadline = time.monotonic() + 10
-    while mounttable.is_mounted(args.mountpoint) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _unmounted_soon(args.mountpoint, 10)
     return 0
+
+
+def _unmounted_soon(mountpoint: str, seconds: float = 3) -> bool:
+    """Whether the mount is gone within ``seconds``."""
+    from vagonfs import mounttable
+
+    deadline = time.monotonic() + seconds
+    while mounttable.is_mounted(mountpoint):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -136,6 +136,7 @@ class MountOptions:
     attr_timeout: float = 1.0
     dir_cache_time: float = 300.0
     write_back_delay: float = 2.0
+    stop_timeout: float = 30.0  # how long a signal waits for uploads (systemd kills at 90 s)
     log_level: str = "INFO"
     xattrs: bool = True
     read_ahead: int = 1024 * 1024  # bytes; the kernel's FUSE read size, set when root

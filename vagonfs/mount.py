@@ -4,10 +4,16 @@
 background and returns once the child says the mount is ready (or prints why
 it failed), as ``mount`` users expect. The daemon then runs, in one trio
 nursery: pyfuse3's request loop, the write-back queue, the block fetches and
-the control socket. A SIGINT/SIGTERM or ``vagonfs unmount`` uploads what is
-pending, then unmounts. A plain ``fusermount3 -u`` ends the FUSE session; the
-daemon still finishes its uploads before it exits, and whatever a kill
-interrupts stays in the journal for the next mount.
+the control socket. ``vagonfs unmount`` uploads what is pending, then
+unmounts (or, past its ``--timeout``, stays mounted). A SIGINT/SIGTERM/SIGHUP
+uploads for at most ``--stop-timeout``, then unmounts anyway: a service
+manager kills what does not stop in time (systemd after 90 s by default), and
+a store that cannot be reached would otherwise keep the daemon retrying for
+ever; a second signal unmounts at once. A plain ``fusermount3 -u`` ends the
+FUSE session; the daemon still finishes its uploads before it exits (a signal
+bounds that wait too). Whatever is not uploaded when the daemon exits stays
+in the journal, and the next mount with the same cache dir uploads it; the
+daemon then exits with ``EXIT_UPLOADS_LEFT``.
 
 What the daemon uses lives in flat modules beside this one, not in a
 package, because the commands use most of them without the daemon
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import os
 import re
 import signal
@@ -33,6 +40,7 @@ import pyfuse3
 import trio
 
 from vagonfs import readahead, status
+from vagonfs.cache.writeback import State
 from vagonfs.config import MountOptions
 from vagonfs.control_server import ControlServer
 from vagonfs.core import supervise
@@ -49,6 +57,11 @@ from vagonfs.store_check import check_store
 log = logging.getLogger("vagonfs.mount")
 
 GIL_SWITCH_INTERVAL = 0.0005  # seconds; see run()
+# the exit status when uploads are left in the journal: sysexits.h's
+# EX_TEMPFAIL ("the user is invited to retry the operation later"), as the next
+# mount finishes them; not 1, which says the mount itself failed
+EXIT_UPLOADS_LEFT = 75
+FUSE_GRACE = 1.0  # seconds a signalled daemon gives requests in flight once it unmounts
 
 
 def cache_root(options: MountOptions) -> Path:
@@ -147,8 +160,15 @@ async def _serve(options: MountOptions) -> int:
             daemon = _Daemon(fs, options, stats)
             await _serve_fuse(fs, daemon, options, nursery)
     lock.close()
-    log.info("stopped")
-    return 0
+    left = fs.writeback.all()
+    if not left:
+        log.info("stopped")
+        return 0
+    why = f" ({daemon.cut_short})" if daemon.cut_short else ""
+    log.warning("stopped with %d file(s) not uploaded%s; they stay in the journal in %s "
+                "and the next mount of %s with this cache dir uploads them",
+                len(left), why, root / "journal", options.remote.name)
+    return EXIT_UPLOADS_LEFT
 
 
 async def _serve_fuse(fs: Filesystem, daemon: _Daemon, options: MountOptions,
@@ -164,48 +184,108 @@ async def _serve_fuse(fs: Filesystem, daemon: _Daemon, options: MountOptions,
     supervise.spawn(nursery, "read-ahead", readahead.raise_read_ahead, mountpoint,
                     options.read_ahead)
     log.info("mounted %s:%s on %s", options.remote.name, options.subpath, mountpoint)
-    nursery.start_soon(daemon.on_signals)
+    nursery.start_soon(daemon.on_signals, nursery)
     tell_parent("ready")
     unmounted = False
     try:
-        await pyfuse3.main()
+        daemon.serving = True
+        with daemon.fuse_scope:
+            await pyfuse3.main()
+        if daemon.fuse_scope.cancelled_caught:
+            log.info("requests still waiting %g s after the unmount were dropped; their "
+                     "callers get an error", FUSE_GRACE)
         unmounted = not daemon.stopping  # fusermount -u from outside
     finally:
+        daemon.serving = False
         with trio.CancelScope(shield=True):
             if unmounted:
                 log.info("unmounted from outside; finishing pending uploads")
-                await fs.writeback.drain()
+                await daemon.drain()
             pyfuse3.close(unmount=not unmounted)
             fs.close()
             nursery.cancel_scope.cancel()
 
 
 class _Daemon:
-    """How one mount stops: on a signal or ``vagonfs unmount``, after its uploads."""
+    """How one mount stops: after its uploads on ``vagonfs unmount``; on a
+    signal, after its uploads or ``--stop-timeout``, whichever comes first."""
 
     def __init__(self, fs: Filesystem, options: MountOptions, stats):
         self.fs = fs
         self.options = options
         self.stats = stats
-        self.stopping = False
+        self.stopping = False  # this daemon ended the FUSE loop (not fusermount -u)
+        self.serving = False  # pyfuse3.main() runs: only then may it be terminated
+        self.fuse_scope = trio.CancelScope()  # around pyfuse3.main(), for a signal's bound
+        self.cut_short = ""  # why a drain gave up with uploads left, for the last log line
         self.started = time.time()
+        self._deadline = math.inf  # a signal's: no drain waits past it
+        self._why = ""  # what set that deadline
+        self._drains: set[trio.CancelScope] = set()
 
     async def stop(self, timeout: float | None) -> bool:
-        """Upload everything, then end the FUSE loop; False if the timeout came first."""
-        if not await self.fs.writeback.drain(timeout):
+        """``vagonfs unmount``: upload everything, then end the FUSE loop;
+        False if the timeout came first."""
+        if not await self.drain(timeout):
             return False
-        self.stopping = True
-        pyfuse3.terminate()
+        self._end_fuse()
         return True
 
-    async def on_signals(self) -> None:
-        # SIGHUP too: a foreground mount whose terminal closes still uploads
-        # and removes its control socket
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Upload everything; False when ``timeout``, or a signal's deadline,
+        came first. Files still open for writing are journaled first: they
+        are drained too, and a deadline must not leave them unrecorded."""
+        for pending in self.fs.writeback.all():
+            if pending.state is State.OPEN:
+                try:
+                    self.fs.writeback.flushed(pending.node)
+                except StoreError:  # logged once; drained all the same
+                    pass
+        with trio.CancelScope(deadline=self._deadline) as scope:
+            self._drains.add(scope)
+            try:
+                return await self.fs.writeback.drain(timeout)
+            finally:
+                self._drains.discard(scope)
+        self.cut_short = self._why
+        return False
+
+    async def on_signals(self, nursery: trio.Nursery) -> None:
+        """SIGHUP too: a foreground mount whose terminal closes still uploads
+        and removes its control socket. The stop runs beside this loop, so a
+        second signal still reaches it."""
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             async for signum in signals:
-                log.info("%s: uploading what is pending, then unmounting",
-                         signal.Signals(signum).name)
-                await self.stop(None)
+                name = signal.Signals(signum).name
+                if self._deadline == math.inf:
+                    timeout = self.options.stop_timeout
+                    log.info("%s: uploading what is pending for at most %g s, then unmounting "
+                             "(a second signal unmounts at once)", name, timeout)
+                    self._hurry(trio.current_time() + timeout,
+                                f"the {timeout:g} s --stop-timeout passed")
+                    nursery.start_soon(self._stop_on_signal)
+                else:
+                    log.info("%s again: unmounting now, without waiting for the uploads", name)
+                    self._hurry(trio.current_time(), f"a second signal, {name}")
+                    if self.stopping:  # requests still in flight: not waited for either
+                        self.fuse_scope.cancel()
+
+    def _hurry(self, deadline: float, why: str) -> None:
+        """No drain, running or to come, waits past ``deadline``."""
+        self._deadline, self._why = deadline, why
+        for scope in self._drains:
+            scope.deadline = min(scope.deadline, deadline)
+
+    async def _stop_on_signal(self) -> None:
+        await self.drain()
+        self._end_fuse()
+        # a request waiting on the store (an fsync, a read) is not waited for long
+        self.fuse_scope.deadline = trio.current_time() + FUSE_GRACE
+
+    def _end_fuse(self) -> None:
+        if self.serving and not self.stopping:
+            self.stopping = True
+            pyfuse3.terminate()
 
     def status(self) -> dict:
         return status.report(self.fs, self.options, self.stats, self.started,

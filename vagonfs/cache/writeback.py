@@ -191,7 +191,7 @@ class WriteBack:
         if pending is None or pending.state is State.SYNCED:
             return
         self.flushed(node)
-        if pending.state in (State.OPEN, State.QUEUED, State.FAILED):
+        if pending.state in (State.OPEN, State.QUEUED):
             pending.error = None
             self._start(pending)
         await pending.settled.wait()
