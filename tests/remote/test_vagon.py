@@ -16,6 +16,7 @@ import trio
 
 from vagonfs.errors import (AlreadyExists, CrossDevice, InvalidName, NotFound,
                             PermissionDenied, ReadOnly, RemoteIOError)
+from vagonfs.remote import buffers
 from vagonfs.remote.vagon import VagonKey
 from vagonfs.remote.vagon_upload import MiB
 
@@ -269,6 +270,29 @@ def test_a_cut_download_resumes_where_it_stopped(emulator_factory, tmp_path):
     assert whole == data and part == data[1000:900_000]
     assert route_counts(emulator)["s3.get_object"] == 4
     assert stats["retries"] == 2
+
+
+def test_a_reader_may_give_each_buffer_back_at_once(emulator_factory, tmp_path):
+    """The stream never touches a buffer once handed over: a reader giving
+    every one back for reuse as it arrives still reads the file's bytes,
+    across a cut connection too."""
+    emulator = emulator_factory()
+    data = os.urandom(5 * MiB + 1234)
+
+    async def main():
+        async with store_of(emulator, "vagon") as (store, _):
+            entry = await _upload(store, await find(store, "shared"), "f.bin", data, tmp_path)
+            emulator.set_faults({"rules": [
+                {"route": "s3.get_object", "cut_after": 3 * MiB + 100, "times": 1}]})
+            got = bytearray()
+            async with store.read(entry) as chunks:
+                async for chunk in chunks:
+                    got += chunk
+                    buffers.reuse(chunk)
+            return bytes(got)
+
+    assert hashlib.sha256(trio.run(main)).digest() == hashlib.sha256(data).digest()
+    assert route_counts(emulator)["s3.get_object"] == 2
 
 
 def test_429_waits_as_long_as_retry_after_says(emulator_factory):

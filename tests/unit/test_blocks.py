@@ -15,7 +15,7 @@ from vagonfs.cache.blocks import BLOCK_SIZE, BlockCache, object_id
 async def put(cache: BlockCache, block, data) -> None:
     await cache.reserve_write()
     cache.keep(block, data)
-    await cache.write(block)
+    await cache.write_kept()
 
 
 def data_file(root, obj):
@@ -129,15 +129,19 @@ def test_a_cache_in_the_former_layout_is_removed_at_start(tmp_path):
 
 
 def test_a_full_disk_shrinks_the_cache_and_reads_go_on(tmp_path, monkeypatch, caplog):
-    real_write = block_files.write_block
+    real_write = block_files.write_blocks
 
-    def small_disk(root, block, data):  # a disk that holds 12 blocks
-        data_path = root / f"{block[0]}.data"
-        if data_path.exists() and os.stat(data_path).st_blocks * 512 >= 12 * BLOCK_SIZE:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(root, block, data)
+    def small_disk(root, blocks):  # a disk that holds 12 blocks
+        results = []
+        for block, data in blocks:
+            data_path = root / f"{block[0]}.data"
+            if data_path.exists() and os.stat(data_path).st_blocks * 512 >= 12 * BLOCK_SIZE:
+                results.append(OSError(errno.ENOSPC, "No space left on device"))
+            else:
+                results += real_write(root, [(block, data)])
+        return results
 
-    monkeypatch.setattr(block_files, "write_block", small_disk)
+    monkeypatch.setattr(block_files, "write_blocks", small_disk)
 
     async def main():
         cache = BlockCache(tmp_path, 64 * BLOCK_SIZE)

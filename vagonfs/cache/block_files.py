@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import itertools
 import logging
 import mmap
 import os
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import xxhash
 
-from vagonfs.remote.bulk import ALIGN, aligned_buffer
+from vagonfs.remote.buffers import ALIGN, aligned_buffer
 
 log = logging.getLogger("vagonfs.cache")
 
@@ -135,31 +136,61 @@ def forget_block(root: Path, block: BlockId) -> None:
         os.close(fd)
 
 
-def write_block(root: Path, block: BlockId, data: Buffer) -> int:
-    """In a worker thread: the block's bytes at its offset, then its record;
-    its checksum. Bytes a failed write left are punched out again."""
-    obj, index = block
-    checksum = xxhash.xxh3_64_intdigest(data)
-    offset = index * BLOCK_SIZE
-    fd, view = _open_for_block(object_path(root, obj, _DATA), data)
+def write_blocks(root: Path, blocks: list[tuple[BlockId, Buffer]]) -> list[int | OSError]:
+    """In a worker thread: each block's bytes at its offset, then the records
+    of those written, an object's files opened once for its blocks in a row.
+    For each block its checksum, or the error that kept it out (with any of
+    its bytes written punched out again)."""
+    results: list[int | OSError] = []
+    for obj, group in itertools.groupby(blocks, key=lambda item: item[0][0]):
+        results += _write_object_blocks(root, obj, [(index, data) for (_, index), data in group])
+    return results
+
+
+def _write_object_blocks(root: Path, obj: str,
+                         blocks: list[tuple[int, Buffer]]) -> list[int | OSError]:
     try:
-        done = 0
-        while done < len(view):
-            done += os.pwrite(fd, view[done:], offset + done)
-        append_record(root, obj, record(index, len(data), checksum))
-    except BaseException:
-        try:
-            punch(fd, offset, BLOCK_SIZE)
-        except OSError:
-            pass
-        raise
+        fd, direct = _open_data(object_path(root, obj, _DATA))
+    except OSError as exc:
+        return [exc] * len(blocks)
+    results: list[int | OSError] = []
+    records = []
+    try:
+        for index, data in blocks:
+            checksum = xxhash.xxh3_64_intdigest(data)
+            view = _aligned_view(data) if direct else memoryview(data)
+            try:
+                done = 0
+                while done < len(view):
+                    done += os.pwrite(fd, view[done:], index * BLOCK_SIZE + done)
+            except OSError as exc:
+                _punch_quietly(fd, index)
+                results.append(exc)
+                continue
+            results.append(checksum)
+            records.append(record(index, len(data), checksum))
+        if records:
+            try:
+                append_record(root, obj, b"".join(records))
+            except OSError as exc:  # none of them is known to be whole
+                for at, (index, _) in enumerate(blocks):
+                    if not isinstance(results[at], OSError):
+                        _punch_quietly(fd, index)
+                        results[at] = exc
     finally:
         os.close(fd)
-    return checksum
+    return results
 
 
-def _open_for_block(path: str, data: Buffer) -> tuple[int, memoryview]:
-    """The data file opened for writing a block, and the bytes to write.
+def _punch_quietly(fd: int, index: int) -> None:
+    try:
+        punch(fd, index * BLOCK_SIZE, BLOCK_SIZE)
+    except OSError:
+        pass
+
+
+def _open_data(path: str) -> tuple[int, bool]:
+    """The data file opened for writing blocks, and whether with ``O_DIRECT``.
 
     ``O_DIRECT`` where the filesystem takes it: the block goes from our buffer
     to the disk without a second copy in the page cache. The kernel already
@@ -179,8 +210,8 @@ def _open_for_block(path: str, data: Buffer) -> tuple[int, memoryview]:
                 raise
             _no_direct_writes(path)
         else:
-            return fd, _aligned_view(data)
-    return os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), memoryview(data)
+            return fd, True
+    return os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), False
 
 
 def _no_direct_writes(path: str) -> None:

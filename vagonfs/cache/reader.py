@@ -274,15 +274,14 @@ class Reader:
     async def _deliver(self, run: _Run, data: Buffer) -> None:
         """Hand a block to its readers now; its disk write follows on its own."""
         await self._cache.reserve_write()  # a disk that lags slows the fetch, not memory
-        block = (run.obj, run.next)
-        self._cache.keep(block, data)
+        if self._cache.keep((run.obj, run.next), data):
+            supervise.spawn(self._nursery, "cache write", self._cache.write_kept)
         event = run.fetches.waiting.pop(run.next, None)
         if event is not None:
             event.set()
         run.next += 1
         if run.counted:
             self._inflight -= 1
-        supervise.spawn(self._nursery, "cache write", self._cache.write, block)
 
     def _finish(self, run: _Run) -> None:
         fetches = run.fetches

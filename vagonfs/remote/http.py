@@ -34,7 +34,7 @@ import httpx
 import trio
 
 from vagonfs.errors import RemoteIOError, Stale, StoreError
-from vagonfs.remote import bulk
+from vagonfs.remote import buffers, bulk
 from vagonfs.remote.failures import (ErrorMapper, RetryPolicy, is_temporary, redact,
                                      retry_after, safe_url, status_error)
 
@@ -46,7 +46,7 @@ TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=32, keepalive_expiry=30.0)
 
 # Bodies of file reads come in buffers of this size: the block cache's block.
-BODY_CHUNK = 1024 * 1024
+BODY_CHUNK = buffers.RECEIVE_SIZE
 
 # The body of a request: bytes, or a factory giving a fresh stream per attempt.
 Body = bytes | Callable[[], AsyncIterable[bytes]] | None
@@ -197,22 +197,28 @@ class HttpClient:
         return request if auth is None else next(auth.sync_auth_flow(request))
 
     async def _body(self, reply: bulk.Reply, stream: _Stream) -> AsyncIterator[memoryview]:
-        """The reply's body into the stream's buffers, each yielded once full;
-        a transport failure leaves the stream where the bytes stopped."""
-        while not stream.done:
-            if stream.filled == len(stream.buffer):
-                stream.buffer, got = await self._receive(reply, _fill_new, reply,
-                                                         stream.next_size())
-                stream.filled = 0
-            else:
-                got = await self._receive(reply, reply.fill, stream.buffer[stream.filled:])
-            self.stats.bytes_in += got
-            stream.advance(got)
-            reply.check()
-            if stream.filled == len(stream.buffer):
-                yield stream.buffer
-            elif not stream.done:
-                return
+        """The reply's body into the stream's buffers (received in one worker
+        thread), each yielded once full; a transport failure leaves the stream
+        where the bytes stopped."""
+        left = None if stream.end is None else stream.end - stream.position
+        body = bulk.Body(reply, stream.buffer[stream.filled:], left, stream.chunk_size)
+        try:
+            while (fill := await body.next()) is not None:
+                buffer, got, failure = fill
+                if buffer is not None:
+                    stream.buffer, stream.filled = buffer, 0
+                self.stats.bytes_in += got
+                stream.advance(got)
+                if failure is not None:
+                    raise failure
+                if stream.filled == len(stream.buffer):
+                    # handed over: the reader may give it back for reuse at once
+                    full, stream.buffer, stream.filled = stream.buffer, memoryview(b""), 0
+                    yield full
+                elif not stream.done:
+                    return
+        finally:
+            await body.stop()
 
     async def _send_bulk(self, reply: bulk.Reply) -> None:
         self.stats.requests += 1
@@ -333,10 +339,3 @@ def _check_body(reply: bulk.Reply, url: str | httpx.URL, expected_size: int | No
     if expected_size is not None and total is not None and total != expected_size:
         raise Stale(f"{safe_url(url)} changed on the store while being read "
                     f"({expected_size} bytes when listed, {total} now)")
-
-
-def _fill_new(reply: bulk.Reply, size: int) -> tuple[memoryview, int]:
-    """In a worker thread: a new buffer and the bytes received into it. The
-    buffer is one the block cache can write without copying it again."""
-    buffer = bulk.aligned_buffer(size)
-    return buffer, reply.fill(buffer)
