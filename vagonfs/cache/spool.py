@@ -8,6 +8,16 @@ to ``INLINE_WRITE`` bytes: a small ``pwrite`` into the page cache takes a few
 microseconds, far less than the hop to a worker thread and back, which on a
 busy machine costs milliseconds of waiting per small file copied.
 
+Writes of whole pages at page offsets (what ``cp``, ``rsync`` and ``dd``
+send: 1 MiB FUSE writes) go to disk with ``O_DIRECT``, through a page-aligned
+buffer. Measured on this project's VM: buffered writes of a 1 GiB copy were
+throttled by the kernel's dirty-page limits to 350 MB/s and cost ~3.7 ms of
+``pwrite`` per MiB, where direct ones run at the disk's 750-850 MB/s; the file
+being copied is not held a second time in the page cache either. Anything
+else (a tail, an editor's small write) is written buffered; Linux keeps the
+two kinds coherent on one file. A filesystem that refuses ``O_DIRECT``
+(tmpfs) gets buffered writes only.
+
 A write the cache disk refuses (full, over quota, failing) raises the
 ``LocalDiskError`` with its errno, so the ``write(2)`` that could not be
 spooled fails with ENOSPC and not some later ``close``; what other spools
@@ -16,6 +26,7 @@ hold is untouched.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import uuid
@@ -24,8 +35,11 @@ from pathlib import Path
 import trio
 
 from vagonfs.core import supervise
+from vagonfs.remote import buffers
 
 INLINE_WRITE = 64 * 1024
+_DIRECT_MIN = 128 * 1024  # smaller page-aligned writes are not worth a copy
+_direct_writes = True  # until the cache's filesystem refuses O_DIRECT
 
 
 class Spool:
@@ -33,6 +47,7 @@ class Spool:
         self.path = path
         self.size = size
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._direct_fd = -1  # opened at the first write that can go direct
 
     @classmethod
     def new(cls, directory: Path) -> Spool:
@@ -54,12 +69,32 @@ class Spool:
         try:
             if len(data) <= INLINE_WRITE:
                 written = os.pwrite(self._fd, data, offset)
+            elif self._can_go_direct(offset, len(data)):
+                aligned = buffers.receive_buffer(len(data))
+                written = await trio.to_thread.run_sync(_write_direct, self._direct_fd,
+                                                        aligned, data, offset)
+                buffers.reuse(aligned)
             else:
                 written = await trio.to_thread.run_sync(os.pwrite, self._fd, data, offset)
         except OSError as exc:
             raise supervise.failure("spool write", exc) from None
         self.size = max(self.size, offset + written)
         return written
+
+    def _can_go_direct(self, offset: int, length: int) -> bool:
+        global _direct_writes
+        if (not _direct_writes or length < _DIRECT_MIN or offset % buffers.ALIGN
+                or length % buffers.ALIGN):
+            return False
+        if self._direct_fd < 0:
+            try:
+                self._direct_fd = os.open(self.path, os.O_WRONLY | os.O_DIRECT)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                _direct_writes = False
+                return False
+        return True
 
     async def read(self, offset: int, length: int) -> bytes:
         return await trio.to_thread.run_sync(os.pread, self._fd, length, offset)
@@ -94,6 +129,13 @@ class Spool:
             pass
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        for fd in (self._fd, self._direct_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self._direct_fd = -1
+
+
+def _write_direct(fd: int, aligned: memoryview, data: bytes | memoryview, offset: int) -> int:
+    """In a worker thread: ``data`` copied into ``aligned`` and written from there."""
+    aligned[:] = data
+    return os.pwrite(fd, aligned, offset)
