@@ -84,6 +84,7 @@ class Settings:
     size: int  # bytes of the big file read and written
     big: int  # bytes of the file copied for the memory case
     small_files: int
+    small_rounds: int
     ls_entries: int
     walk_entries: int
     tree_entries: int
@@ -179,28 +180,46 @@ def rsync_up(source: Path, dest: Path, wait_on_server) -> tuple[float, float]:
     return returned, time.perf_counter() - start
 
 
+def put_median(fig: Figures, rounds: list[dict[str, tuple[float, dict]]]) -> None:
+    """Each key's median over the rounds (with every round's value beside it):
+    on a shared machine the small-file rows move by half from one run to the
+    next, for rclone as much as for vagonfs."""
+    for key in rounds[0]:
+        values = [r[key][0] for r in rounds]
+        middle = sorted(range(len(values)), key=values.__getitem__)[len(values) // 2]
+        fig.put(key, values[middle], **rounds[middle][key][1],
+                rounds=[round(v, 1) for v in values])
+
+
 def case_small(rig: Rig, fig: Figures, s: Settings) -> None:
-    """``rsync -a`` of small files up (returned, confirmed) and down cold, on vagonfs."""
+    """``rsync -a`` of small files up (returned, confirmed) and down cold, on
+    vagonfs; the median of ``--small-rounds`` rounds."""
+    put_median(fig, [_small_round(rig, s, r) for r in range(s.small_rounds)])
+
+
+def _small_round(rig: Rig, s: Settings, r: int) -> dict[str, tuple[float, dict]]:
     n = s.small_files
     source = rig.small_files(n)
-    with rig.mount("small-up", memory_case=f"rsync up {n} small files") as m:
+    folder = f"rsync-up-{r}"
+    with rig.mount(f"small-up-{r}", memory_case=f"rsync up {n} small files") as m:
         rig.emulator.reset_stats()
         with rig.cpu_use(m) as cpu_up:
-            returned, done = rsync_up(source, m.path / "rsync-up", m.wait_uploaded)
+            returned, done = rsync_up(source, m.path / folder, m.wait_uploaded)
         calls = rig.api_calls()
-    on_server = rig.server_files("rsync-up")
+    on_server = rig.server_files(folder)
     if len(on_server) != n or set(on_server.values()) != {4096}:
         raise RuntimeError(f"the server lists {len(on_server)} of {n} files after the upload")
-    fig.put("small_up_returned", n / returned, api_calls_per_file=round(calls / n, 2))
-    fig.put("small_up_confirmed", n / done, **cpu_up)
-    with rig.mount("small-down", memory_case=f"rsync down {n} small files") as m:
-        down = rig.work / "down-vagonfs"
+    with rig.mount(f"small-down-{r}", memory_case=f"rsync down {n} small files") as m:
+        down = rig.work / f"down-vagonfs-{r}"
         rig.emulator.reset_stats()
         with rig.cpu_use(m) as cpu:
-            seconds = timed(lambda: run("rsync", "-a", f"{m.path}/rsync-up/", f"{down}/"))
-        calls = rig.api_calls()
+            seconds = timed(lambda: run("rsync", "-a", f"{m.path}/{folder}/", f"{down}/"))
+        down_calls = rig.api_calls()
     same_files(source, down)
-    fig.put("small_down", n / seconds, api_calls_per_file=round(calls / n, 2), **cpu)
+    return {"small_up_returned": (n / returned, {"api_calls_per_file": round(calls / n, 2)}),
+            "small_up_confirmed": (n / done, cpu_up),
+            "small_down": (n / seconds, {"api_calls_per_file": round(down_calls / n, 2),
+                                         **cpu})}
 
 
 def case_rclone_read(rig: Rig, fig: Figures, s: Settings) -> None:
@@ -218,12 +237,18 @@ def case_rclone_read(rig: Rig, fig: Figures, s: Settings) -> None:
 
 
 def case_rclone_small(rig: Rig, fig: Figures, s: Settings) -> None:
-    """rclone's small files, measured as vagonfs's are."""
+    """rclone's small files, measured as vagonfs's are; the median of
+    ``--small-rounds`` rounds."""
+    put_median(fig, [_rclone_small_round(rig, s, r) for r in range(s.small_rounds)])
+
+
+def _rclone_small_round(rig: Rig, s: Settings, r: int) -> dict[str, tuple[float, dict]]:
     n = s.small_files
     source = rig.small_files(n)
     server = rig.rclone
     names = {p.name for p in source.iterdir()}
-    landed = server.share / "rsync-up"
+    folder = f"rsync-up-{r}"
+    landed = server.share / folder
 
     def all_landed() -> bool:
         try:
@@ -232,16 +257,15 @@ def case_rclone_small(rig: Rig, fig: Figures, s: Settings) -> None:
         except FileNotFoundError:
             return False
         return names <= full
-    with server.mount("up") as mnt:
-        returned, done = rsync_up(source, mnt / "rsync-up",
+    with server.mount(f"up-{r}") as mnt:
+        returned, done = rsync_up(source, mnt / folder,
                                   lambda: wait_for("rclone's uploads", all_landed, 600))
-    fig.put("rclone_up_returned", n / returned)
-    fig.put("rclone_up_confirmed", n / done)
-    with server.mount("down") as mnt:  # a fresh mount with an empty cache dir
-        down = rig.work / "down-rclone"
-        seconds = timed(lambda: run("rsync", "-a", f"{mnt}/rsync-up/", f"{down}/"))
+    with server.mount(f"down-{r}") as mnt:  # a fresh mount with an empty cache dir
+        down = rig.work / f"down-rclone-{r}"
+        seconds = timed(lambda: run("rsync", "-a", f"{mnt}/{folder}/", f"{down}/"))
     same_files(source, down)
-    fig.put("rclone_down", n / seconds)
+    return {"rclone_up_returned": (n / returned, {}), "rclone_up_confirmed": (n / done, {}),
+            "rclone_down": (n / seconds, {})}
 
 
 def case_big_copy(rig: Rig, fig: Figures, s: Settings) -> None:
@@ -463,6 +487,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--size-mib", type=int, help="big file read and written (default 1024)")
     p.add_argument("--big-mib", type=int, help="file copied for the memory case (default 4096)")
     p.add_argument("--small-files", type=int, help="files of 4 KiB for rsync (default 1000)")
+    p.add_argument("--small-rounds", type=int,
+                   help="rounds of each small-file case, the median kept (default 3)")
     p.add_argument("--ls-entries", type=int, help="entries of the ls -l folder (default 100000)")
     p.add_argument("--walk-entries", type=int, help="files walked by find (default 150000)")
     p.add_argument("--tree-entries", type=int, help="files of the big tree (default 1000000)")
@@ -472,13 +498,14 @@ def parse_args() -> argparse.Namespace:
 
 
 def settings(args: argparse.Namespace) -> Settings:
-    full = dict(size_mib=1024, big_mib=4096, small_files=1000, ls_entries=100_000,
-                walk_entries=150_000, tree_entries=1_000_000)
-    quick = dict(size_mib=256, big_mib=256, small_files=200, ls_entries=10_000,
-                 walk_entries=15_000, tree_entries=30_000)
+    full = dict(size_mib=1024, big_mib=4096, small_files=1000, small_rounds=3,
+                ls_entries=100_000, walk_entries=150_000, tree_entries=1_000_000)
+    quick = dict(size_mib=256, big_mib=256, small_files=200, small_rounds=1,
+                 ls_entries=10_000, walk_entries=15_000, tree_entries=30_000)
     chosen = {k: getattr(args, k) or (quick if args.quick else full)[k] for k in full}
     return Settings(size=chosen["size_mib"] * MiB, big=chosen["big_mib"] * MiB,
-                    small_files=chosen["small_files"], ls_entries=chosen["ls_entries"],
+                    small_files=chosen["small_files"], small_rounds=chosen["small_rounds"],
+                    ls_entries=chosen["ls_entries"],
                     walk_entries=chosen["walk_entries"], tree_entries=chosen["tree_entries"])
 
 

@@ -202,7 +202,8 @@ class VagonMount:
     def __exit__(self, *exc) -> None:
         try:
             if self.memory_case and self.pid:
-                self.rig.rss[self.memory_case] = round(peak_rss_mb(self.pid), 1)
+                peak = round(peak_rss_mb(self.pid), 1)  # the worst of a case's rounds
+                self.rig.rss[self.memory_case] = max(peak, self.rig.rss.get(self.memory_case, 0))
         finally:
             done = subprocess.run([*VAGONFS, "unmount", str(self.path)], capture_output=True,
                                   timeout=LONG)
