@@ -270,10 +270,9 @@ class BlockCache:
     async def load_run(self, blocks: list[tuple[BlockId, int]]) -> None:
         """Blocks of one object (with their lengths) from disk into memory, in
         one worker-thread trip; each is in memory for its readers as soon as it
-        is read and checked. A read-ahead window of a cached file comes in a
-        few such trips (``reader.LOAD_BLOCKS`` each): a trip per block cost the
-        trio thread more than the reads. Blocks not on disk or being loaded
-        already are left out."""
+        is read and checked. A read-ahead window of a cached file comes in one
+        trip: a trip per block cost the trio thread more than the reads. Blocks
+        not on disk or being loaded already are left out."""
         wanted: list[tuple[BlockId, int, int]] = []
         asked: dict[BlockId, tuple[int, int]] = {}  # the index entry each was read for
         for block, length in blocks:
@@ -292,7 +291,7 @@ class BlockCache:
             return
         token = trio.lowlevel.current_trio_token()
 
-        def arrived(block: BlockId, data: Buffer | None, problem: str) -> None:
+        def arrived(block: BlockId, data: bytes | None, problem: str) -> None:
             """On the trio thread, as each block is read."""
             if data is not None:
                 self._hot[block] = data

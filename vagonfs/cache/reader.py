@@ -47,10 +47,6 @@ MAX_INFLIGHT_BLOCKS = 48  # below the hot set: read-ahead is still in memory whe
 # a first read, or a file manager sniffing a file's head, fetches only its own block
 IN_ORDER_AFTER = BLOCK_SIZE // 2
 REORDER_BYTES = BLOCK_SIZE  # how far behind the cursor a read may end and still be in order
-# cached blocks of a window loaded per worker-thread trip, trips running at once:
-# direct reads have no kernel read-ahead, so the disk wants several in flight
-# (warm 1 GiB reads here: 670-890 MB/s in trips of 4, 530-730 in trips of 16)
-LOAD_BLOCKS = 4
 
 
 @dataclass(eq=False)
@@ -172,9 +168,9 @@ class Reader:
         self._start_missing(entry, obj, start, start + count - 1, counted=True, cursor=state)
         cached = [((obj, index), _length(entry, index)) for index in range(start, start + count)
                   if self._cache.on_disk_only((obj, index))]
-        for at in range(0, len(cached), LOAD_BLOCKS):  # from disk to memory now
+        if cached:  # from disk to memory now
             supervise.spawn(self._nursery, f"read {entry.name} from the cache",
-                            self._cache.load_run, cached[at:at + LOAD_BLOCKS])
+                            self._cache.load_run, cached)
         state.ahead_to = start + count
         state.window = min(2 * state.window, MAX_RUN_BLOCKS)
 
