@@ -94,7 +94,7 @@ class Reply:
 
     def fill(self, view: memoryview) -> int:
         """Receive into ``view`` until it is full or the body ends; the bytes
-        received. A failure on the way is kept for ``check``, so that the
+        received. A failure on the way is kept as ``failure``, so that the
         bytes that did arrive are counted first."""
         response = self._opened()
         filled = 0
@@ -129,10 +129,6 @@ class Reply:
         """The failure that ended the last ``fill``, if one did."""
         return self._failure
 
-    def check(self) -> None:
-        """Raise the failure that ended the last ``fill``, if one did."""
-        if self._failure is not None:
-            raise self._failure
 
     def error_reply(self) -> httpx.Response:
         """An error reply as httpx's type, body read (bounded), for the error mappers."""

@@ -238,7 +238,8 @@ class HttpClient:
         while count:
             got = await self._receive(reply, reply.fill, scratch[:min(count, len(scratch))])
             self.stats.bytes_in += got
-            reply.check()
+            if reply.failure is not None:
+                raise reply.failure
             if not got:
                 return
             count -= got
@@ -317,10 +318,6 @@ class _Stream:
     @property
     def done(self) -> bool:
         return self.end is not None and self.position >= self.end
-
-    def next_size(self) -> int:
-        return self.chunk_size if self.end is None else min(self.chunk_size,
-                                                            self.end - self.position)
 
     def advance(self, got: int) -> None:
         self.filled += got
