@@ -40,7 +40,6 @@ import pyfuse3
 import trio
 
 from vagonfs import readahead, status
-from vagonfs.cache.writeback import State
 from vagonfs.config import MountOptions
 from vagonfs.control_server import ControlServer
 from vagonfs.core import supervise
@@ -233,14 +232,7 @@ class _Daemon:
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Upload everything; False when ``timeout``, or a signal's deadline,
-        came first. Files still open for writing are journaled first: they
-        are drained too, and a deadline must not leave them unrecorded."""
-        for pending in self.fs.writeback.all():
-            if pending.state is State.OPEN:
-                try:
-                    self.fs.writeback.flushed(pending.node)
-                except StoreError:  # logged once; drained all the same
-                    pass
+        came first."""
         with trio.CancelScope(deadline=self._deadline) as scope:
             self._drains.add(scope)
             try:

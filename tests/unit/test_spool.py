@@ -8,8 +8,8 @@ import random
 
 import trio
 
-from vagonfs.cache import spool as spool_module
 from vagonfs.cache.spool import Spool
+from vagonfs.remote import buffers
 
 MiB = 1024 * 1024
 
@@ -54,7 +54,7 @@ def test_a_filesystem_without_o_direct_gets_buffered_writes(tmp_path, monkeypatc
         return real_open(path, flags, *args)
 
     monkeypatch.setattr(os, "open", no_direct)
-    monkeypatch.setattr(spool_module, "_direct_writes", True)
+    monkeypatch.setattr(buffers, "_direct_refused", False)
     data = os.urandom(2 * MiB)
 
     async def main():
@@ -66,4 +66,4 @@ def test_a_filesystem_without_o_direct_gets_buffered_writes(tmp_path, monkeypatc
             spool.discard()
 
     trio.run(main)
-    assert spool_module._direct_writes is False
+    assert buffers._direct_refused

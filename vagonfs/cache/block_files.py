@@ -28,7 +28,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import itertools
-import logging
 import mmap
 import os
 import shutil
@@ -38,9 +37,8 @@ from pathlib import Path
 
 import xxhash
 
-from vagonfs.remote.buffers import ALIGN, aligned_buffer
+from vagonfs.remote.buffers import ALIGN, aligned_buffer, open_direct
 
-log = logging.getLogger("vagonfs.cache")
 
 BLOCK_SIZE = 1024 * 1024
 BlockId = tuple[str, int]  # (object id, block index)
@@ -52,7 +50,6 @@ _DATA, _INDEX = ".data", ".index"
 _RECORD = struct.Struct("<IIQQ")
 _RECORD_SIZE = _RECORD.size + 8
 _PUNCH_HOLE = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE (linux/falloc.h)
-_direct_writes = True  # until the cache's filesystem refuses O_DIRECT
 
 # os has no fallocate(2) with a mode; the C library's is called directly
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -202,23 +199,10 @@ def _open_data(path: str) -> tuple[int, bool]:
     page-aligned (``aligned_buffer``); any other is copied into one. The tail
     block is padded to the alignment; the index keeps its real length.
     """
-    if _direct_writes:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-            _no_direct_writes(path)
-        else:
-            return fd, True
+    fd = open_direct(path, os.O_WRONLY | os.O_CREAT)
+    if fd is not None:
+        return fd, True
     return os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), False
-
-
-def _no_direct_writes(path: str) -> None:
-    global _direct_writes
-    _direct_writes = False
-    log.debug("the cache's filesystem refuses O_DIRECT (%s): block writes go through "
-              "the page cache", path)
 
 
 def _aligned_view(data: Buffer) -> memoryview:

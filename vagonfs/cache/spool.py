@@ -26,7 +26,6 @@ hold is untouched.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import uuid
@@ -39,7 +38,6 @@ from vagonfs.remote import buffers
 
 INLINE_WRITE = 64 * 1024
 _DIRECT_MIN = 128 * 1024  # smaller page-aligned writes are not worth a copy
-_direct_writes = True  # until the cache's filesystem refuses O_DIRECT
 
 
 class Spool:
@@ -82,18 +80,13 @@ class Spool:
         return written
 
     def _can_go_direct(self, offset: int, length: int) -> bool:
-        global _direct_writes
-        if (not _direct_writes or length < _DIRECT_MIN or offset % buffers.ALIGN
-                or length % buffers.ALIGN):
+        if length < _DIRECT_MIN or offset % buffers.ALIGN or length % buffers.ALIGN:
             return False
         if self._direct_fd < 0:
-            try:
-                self._direct_fd = os.open(self.path, os.O_WRONLY | os.O_DIRECT)
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                _direct_writes = False
+            fd = buffers.open_direct(self.path, os.O_WRONLY)
+            if fd is None:
                 return False
+            self._direct_fd = fd
         return True
 
     async def read(self, offset: int, length: int) -> bytes:

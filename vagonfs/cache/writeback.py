@@ -38,6 +38,7 @@ reach back up.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import math
@@ -220,8 +221,13 @@ class WriteBack:
         return [p for p in self._pending.values() if p.state is not State.SYNCED]
 
     async def drain(self, timeout: float | None = None) -> bool:
-        """Upload everything now (unmount); False when the timeout came first."""
+        """Upload everything now (unmount); False when the timeout came first.
+        Files still open for writing are journaled first: a drain cut short
+        (a signal's deadline) leaves them recorded for the next mount."""
         for pending in self._pending.values():
+            if pending.state is State.OPEN:
+                with contextlib.suppress(StoreError):  # logged once; drained all the same
+                    self._write_record(pending)
             if pending.state in (State.OPEN, State.QUEUED):
                 pending.state, pending.due = State.QUEUED, 0.0
         self._wakeup.set()

@@ -8,17 +8,26 @@ buffer's first touch costs a page fault and a zeroed page per 4 KiB, and
 freeing it an ``munmap`` on the trio thread; ``perf`` of a cold 1 GiB read
 put 16% of the daemon's CPU there, and reusing them took its CPU from
 3.1-3.5 s to 2.4-2.6 s per GiB.
+
+Files such buffers are written to (the block cache, spools) are opened with
+``open_direct``, which remembers a filesystem that refuses ``O_DIRECT``.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import mmap
+import os
 import sys
+
+log = logging.getLogger("vagonfs.cache")
 
 ALIGN = 4096  # what O_DIRECT asks of addresses and lengths on every common disk
 RECEIVE_SIZE = 1024 * 1024  # the block cache's block: the buffers kept for reuse
 _KEEP_FREE = 16
 _free: list[mmap.mmap] = []  # appended to on the trio thread, taken in workers
+_direct_refused = False  # the cache's filesystem (tmpfs, say) refused O_DIRECT once
 
 
 def aligned_buffer(size: int) -> memoryview:
@@ -63,3 +72,21 @@ def reuse(view: memoryview | bytes | bytearray) -> None:
     # view of the buffer (views sliced from one share a single reference)
     if sys.getrefcount(memory) == 2:
         _free.append(memory)
+
+
+def open_direct(path: str | os.PathLike, flags: int) -> int | None:
+    """``path`` opened with ``flags`` and ``O_DIRECT``; None where its
+    filesystem refuses ``O_DIRECT``, which is then not asked again (the
+    cache's files all live on one filesystem)."""
+    global _direct_refused
+    if _direct_refused:
+        return None
+    try:
+        return os.open(path, flags | os.O_DIRECT, 0o600)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+    _direct_refused = True
+    log.debug("the cache's filesystem refuses O_DIRECT (%s): writes go through the page "
+              "cache", path)
+    return None
