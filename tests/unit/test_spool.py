@@ -1,5 +1,7 @@
 """Spools take writes at any offset; whole-page writes go to disk with O_DIRECT
-and the rest buffered, and what is read back is always what was written last."""
+and the rest buffered, and what is read back is always what was written last.
+Spool files are made ahead and small ones kept for the next spool, never while
+somebody still reads them, and never one the journal names."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import random
 
 import trio
 
-from vagonfs.cache.spool import Spool
+from vagonfs.cache import spool as spool_module
+from vagonfs.cache.spool import Spool, SpoolFiles
 from vagonfs.remote import buffers
 
 MiB = 1024 * 1024
@@ -25,7 +28,7 @@ def test_direct_and_buffered_writes_on_one_file_read_back_as_written(tmp_path):
         expected[offset:end] = data
 
     async def main():
-        spool = Spool.new(tmp_path)
+        spool = SpoolFiles(tmp_path).new()
         try:
             for index in range(4):  # what cp sends: whole MiBs, direct
                 await write(spool, index * MiB, rng.randbytes(MiB))
@@ -58,7 +61,7 @@ def test_a_filesystem_without_o_direct_gets_buffered_writes(tmp_path, monkeypatc
     data = os.urandom(2 * MiB)
 
     async def main():
-        spool = Spool.new(tmp_path)
+        spool = SpoolFiles(tmp_path).new()
         try:
             assert await spool.write(0, data) == len(data)
             assert await spool.read(0, len(data)) == data
@@ -67,3 +70,64 @@ def test_a_filesystem_without_o_direct_gets_buffered_writes(tmp_path, monkeypatc
 
     trio.run(main)
     assert buffers._direct_refused
+
+
+def inode(path) -> int:
+    return os.stat(path).st_ino
+
+
+def test_new_spools_are_files_made_ahead_and_small_ones_come_back_empty(tmp_path):
+    async def main():
+        files = SpoolFiles(tmp_path)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(files.keep_stocked)
+            with trio.fail_after(10):
+                while len(os.listdir(tmp_path)) < spool_module.STOCK:
+                    await trio.sleep(0.01)
+            made = {inode(p) for p in tmp_path.iterdir()}
+            spool = files.new()
+            assert inode(spool.path) in made  # no file was made for it
+            assert not spool.path.name.startswith("free-")
+            await spool.write(0, b"small file")
+            kept = inode(spool.path)
+            spool.discard()
+            assert not spool.path.exists()
+            again = [files.new() for _ in range(spool_module.STOCK // 2 + 1)]
+            assert kept in {inode(s.path) for s in again}  # the same file, emptied
+            assert all(s.size == 0 and s.path.stat().st_size == 0 for s in again)
+            with trio.fail_after(10):  # below half: the stock is made up again
+                while len(os.listdir(tmp_path)) < spool_module.STOCK + len(again):
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_a_spool_still_read_or_big_is_removed_not_kept(tmp_path):
+    async def main():
+        files = SpoolFiles(tmp_path)
+        read = files.new()
+        await read.write(0, b"being uploaded")
+        with read.reader() as source:
+            read.discard()  # e.g. deleted while its upload reads it
+            assert source.read() == b"being uploaded"  # the open file keeps its bytes
+        big = files.new()
+        await big.write(0, os.urandom(spool_module.KEEP_MAX + 4096))
+        big.discard()
+        assert not os.listdir(tmp_path)
+
+    trio.run(main)
+
+
+def test_at_start_files_the_journal_does_not_name_are_emptied_and_kept(tmp_path):
+    (tmp_path / "journaled").write_bytes(b"an upload to finish")
+    (tmp_path / "orphan").write_bytes(b"a crashed run's spool, never journaled")
+    (tmp_path / "free-made-ahead").write_bytes(b"")
+    files = SpoolFiles(tmp_path)
+    files.adopt({"journaled"})
+    assert (tmp_path / "journaled").read_bytes() == b"an upload to finish"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "free-made-ahead", "free-orphan", "journaled"]
+    assert (tmp_path / "free-orphan").stat().st_size == 0
+    ready = {inode(tmp_path / "free-orphan"), inode(tmp_path / "free-made-ahead")}
+    assert {inode(files.new().path), inode(files.new().path)} == ready

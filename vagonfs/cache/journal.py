@@ -23,7 +23,7 @@ import logging
 import os
 from pathlib import Path
 
-from vagonfs.cache.spool import Spool
+from vagonfs.cache.spool import Spool, SpoolFiles
 from vagonfs.core import supervise
 
 log = logging.getLogger("vagonfs.upload")
@@ -74,7 +74,7 @@ class Journal:
         os.replace(tmp, self._log)
         self._lines = len(self._records)
 
-    def recovered(self, spool_dir: Path) -> list[tuple[str, Spool, str]]:
+    def recovered(self, spools: SpoolFiles) -> list[tuple[str, Spool, str]]:
         """(path, spool, replaced version) for every upload a previous run left;
         their records stay open until each is journaled again or done."""
         records = self._read_log()
@@ -89,7 +89,7 @@ class Journal:
         found = []
         for spool_id, record in records.items():
             try:
-                spool = Spool.reopen(spool_dir / spool_id)
+                spool = spools.reopen(spool_id)
                 found.append((str(record["path"]), spool, str(record.get("replaces", ""))))
             except (OSError, KeyError) as exc:
                 log.error("the journal names an upload of %s whose data is gone (%s)",

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from vagonfs.cache.journal import Journal
-from vagonfs.cache.spool import Spool
+from vagonfs.cache.spool import Spool, SpoolFiles
 from vagonfs.core import supervise
 from vagonfs.errors import (FileTooLarge, InvalidName, NoSpace, PermissionDenied, ReadOnly,
                             StoreError)
@@ -97,8 +97,7 @@ class WriteBack:
 
     def __init__(self, root: Path, delay: float, upload: UploadFn,
                  path_of: Callable[[Node], str]):
-        self.spool_dir = root / "spool"
-        self.spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.spools = SpoolFiles(root / "spool")
         self._journal = Journal(root / "journal")
         self._delay = delay
         self._upload = upload
@@ -146,7 +145,7 @@ class WriteBack:
         if pending.state is State.UPLOADING:
             path = self._path_of(node)
             try:
-                spool = await pending.spool.copy(self.spool_dir)
+                spool = await pending.spool.copy()
             except Exception as exc:  # noqa: BLE001 - a full disk is the writer's ENOSPC
                 raise supervise.failure(f"copy of {path} to write while it uploads",
                                         exc, logger=log) from None
@@ -257,14 +256,18 @@ class WriteBack:
                               exc, logger=log)
 
     def recovered(self) -> list[tuple[str, Spool, str]]:
-        """(path, spool, replaced version) for every upload a previous run left."""
-        return self._journal.recovered(self.spool_dir)
+        """(path, spool, replaced version) for every upload a previous run left;
+        the spool folder's other files are kept ready for new spools."""
+        found = self._journal.recovered(self.spools)
+        self.spools.adopt({spool.id for _, spool, _ in found})
+        return found
 
     # -- the scheduler -------------------------------------------------------
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            supervise.spawn(nursery, "making spool files", self.spools.keep_stocked)
             task_status.started()
             while True:
                 now = trio.current_time()

@@ -44,7 +44,7 @@ class Writes:
 
     def created(self, node: Node) -> None:
         """A new file, empty: a change from the start."""
-        self.queue.opened(node, Spool.new(self.queue.spool_dir),
+        self.queue.opened(node, self.queue.spools.new(),
                           replaces=landed_version(node))
         node.local_mtime = time.time()
 
@@ -59,7 +59,7 @@ class Writes:
             if truncate:
                 await pending.spool.truncate(0)
             return
-        spool = Spool.new(self.queue.spool_dir)
+        spool = self.queue.spools.new()
         if not truncate and node.entry is not None and node.entry.size:
             await self._download_into(node, spool)
         self.queue.opened(node, spool, replaces=landed_version(node),
