@@ -16,7 +16,7 @@ import trio
 
 from vagonfs.errors import (AlreadyExists, CrossDevice, InvalidName, NotFound,
                             PermissionDenied, ReadOnly, RemoteIOError)
-from vagonfs.remote import buffers
+from vagonfs.remote import buffers, vagon_links
 from vagonfs.remote.vagon import VagonKey
 from vagonfs.remote.vagon_upload import MiB
 
@@ -250,6 +250,44 @@ def test_expired_link_is_refreshed_once_and_reused_otherwise(emulator_factory, t
     stats = emulator.stats()
     assert stats["requests"]["vagon.download_link"] == 2  # one refresh shared by all four
     assert stats["errors"].get("s3.get_object") == 4
+
+
+def test_links_of_many_files_read_at_once_are_asked_eight_at_a_time(emulator_factory,
+                                                                    tmp_path):
+    emulator = emulator_factory()
+    files = {f"f{i:02d}": os.urandom(1000 + i) for i in range(30)}
+    asking = {"now": 0, "most": 0}
+
+    async def main():
+        async with store_of(emulator, "vagon") as (store, _):
+            shared = await find(store, "shared")
+            entries = [await _upload(store, shared, name, data, tmp_path)
+                       for name, data in files.items()]
+            real = store.api.download_link
+
+            async def counted(file_id):
+                asking["now"] += 1
+                asking["most"] = max(asking["most"], asking["now"])
+                try:
+                    return await real(file_id)
+                finally:
+                    asking["now"] -= 1
+
+            store.api.download_link = counted
+            emulator.reset_stats()
+            read = {}
+
+            async def read_one(entry):
+                read[entry.name] = await read_all(store, entry)
+
+            async with trio.open_nursery() as nursery:  # a folder's files fetched ahead
+                for entry in entries:
+                    nursery.start_soon(read_one, entry)
+            return read
+
+    assert trio.run(main) == files
+    assert asking["most"] == vagon_links.ASKED_AT_ONCE == 8
+    assert route_counts(emulator)["vagon.download_link"] == 30
 
 
 def test_a_cut_download_resumes_where_it_stopped(emulator_factory, tmp_path):
