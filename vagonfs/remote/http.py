@@ -155,7 +155,7 @@ class HttpClient:
             request = self._range_request(url, stream, auth)
             reply = bulk.Reply(self.bulk, request)
             try:
-                await self._send_bulk(reply)
+                await self._send_bulk(reply, stream.small())
             except httpx.TransportError as exc:
                 stream.failures = await self._failed(request, exc, stream.failures, True)
                 continue
@@ -201,6 +201,17 @@ class HttpClient:
         thread), each yielded once full; a transport failure leaves the stream
         where the bytes stopped."""
         left = None if stream.end is None else stream.end - stream.position
+        if reply.first is not None:  # a small body, received with the reply's head
+            received, count, cut = reply.first
+            stream.buffer, stream.filled = received, 0
+            self.stats.bytes_in += count
+            stream.advance(count)
+            if cut is not None:
+                raise cut
+            if stream.done:
+                full, stream.buffer, stream.filled = stream.buffer, memoryview(b""), 0
+                yield full
+            return
         body = bulk.Body(reply, stream.buffer[stream.filled:], left, stream.chunk_size)
         try:
             while (fill := await body.next()) is not None:
@@ -220,11 +231,11 @@ class HttpClient:
         finally:
             await body.stop()
 
-    async def _send_bulk(self, reply: bulk.Reply) -> None:
+    async def _send_bulk(self, reply: bulk.Reply, small: int = 0) -> None:
         self.stats.requests += 1
         started = time.monotonic()
         try:
-            await trio.to_thread.run_sync(reply.open, abandon_on_cancel=True)
+            await trio.to_thread.run_sync(reply.open, small, abandon_on_cancel=True)
         except trio.Cancelled:
             reply.abort()  # the abandoned worker's connection is closed, not left sending
             raise
@@ -318,6 +329,14 @@ class _Stream:
     @property
     def done(self) -> bool:
         return self.end is not None and self.position >= self.end
+
+    def small(self) -> int:
+        """The bytes still wanted when they fit one buffer, at a buffer's
+        start (a whole small file): received with the reply's head. 0 else."""
+        if self.end is None or self.filled:
+            return 0
+        left = self.end - self.position
+        return left if 0 < left <= self.chunk_size else 0
 
     def advance(self, got: int) -> None:
         self.filled += got
