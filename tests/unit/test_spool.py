@@ -79,6 +79,7 @@ def inode(path) -> int:
 def test_new_spools_are_files_made_ahead_and_small_ones_come_back_empty(tmp_path):
     async def main():
         files = SpoolFiles(tmp_path)
+        files.adopt(set())  # as a mount starts: the folder sorted out, then stocked
         async with trio.open_nursery() as nursery:
             nursery.start_soon(files.keep_stocked)
             with trio.fail_after(10):

@@ -97,42 +97,34 @@ class SpoolFiles:
         """At start: what the spool folder holds beyond the spools ``named``
         by the journal (files kept ready, a crashed run's unjournaled
         spools) is emptied and kept ready, or removed past ``STOCK``."""
-        for path in self.directory.iterdir():
-            if path.name in named or path in self._ready:
-                continue
-            try:
-                if len(self._ready) < STOCK:
-                    os.truncate(path, 0)
-                    ready = path.with_name(_FREE + path.name.removeprefix(_FREE))
-                    os.rename(path, ready)
-                    self._ready.append(ready)
-                else:
-                    path.unlink()
-            except OSError as exc:
-                log.debug("spool folder: %s left as it is: %s", path.name, exc)
+        for path in list(self.directory.iterdir()):  # renamed on the way: listed first
+            if path.name not in named:
+                self.done_with(path)
+        self._wanted.set()  # stocking starts once the folder is sorted out
 
-    def done_with(self, spool: Spool, fd: int, readers: bool) -> None:
-        """``spool`` is no longer wanted (its ``fd`` still open): kept ready
-        when small and nobody reads it any more, else unlinked."""
-        if spool.size <= KEEP_MAX and not readers and len(self._ready) < STOCK:
-            ready = spool.path.with_name(_FREE + spool.path.name)
+    def done_with(self, path: Path, *, small: bool = True) -> None:
+        """The spool file at ``path`` is not wanted any more: emptied and
+        kept ready when ``small`` and there is room, else unlinked."""
+        if small and len(self._ready) < STOCK:
+            ready = path.with_name(_FREE + path.name.removeprefix(_FREE))
             try:
-                os.ftruncate(fd, 0)
-                os.rename(spool.path, ready)
+                os.truncate(path, 0)
+                os.rename(path, ready)
                 self._ready.append(ready)
                 return
-            except FileNotFoundError:
-                return
-            except OSError:
-                pass
+            except OSError as exc:
+                log.debug("spool file %s not kept: %s", path.name, exc)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(spool.path)
+            os.unlink(path)
 
     async def keep_stocked(self) -> None:
         """Make spool files in a worker thread whenever fewer than half of
-        ``STOCK`` are ready. A disk that refuses (full) ends the stocking
-        quietly: ``new`` then makes its own, and says why it cannot."""
+        ``STOCK`` are ready (and once ``adopt`` has sorted out the folder).
+        A disk that refuses (full) ends the stocking quietly: ``new`` then
+        makes its own, and says why it cannot."""
         while True:
+            await self._wanted.wait()
+            self._wanted = trio.Event()
             if len(self._ready) < STOCK:
                 wanted = STOCK - len(self._ready)
                 try:
@@ -141,8 +133,6 @@ class SpoolFiles:
                     log.debug("spool files are no longer made ahead: %s", exc)
                     return
                 self._ready.extend(made)
-            self._wanted = trio.Event()
-            await self._wanted.wait()
 
 
 def _make_files(directory: Path, count: int) -> list[Path]:
@@ -221,14 +211,12 @@ class Spool:
         return source
 
     def discard(self) -> None:
-        """Done with: the file goes (back to the files kept ready, when it can)."""
-        if self._fd >= 0:
-            readers = any(not source.closed for source in self._readers)
-            self._files.done_with(self, self._fd, readers)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
+        """Done with: the file goes back to the files kept ready when it is
+        small and no upload reads it any more (emptying it would cut that
+        upload short), else it is unlinked."""
         self.close()
+        read = any(not source.closed for source in self._readers)
+        self._files.done_with(self.path, small=self.size <= KEEP_MAX and not read)
 
     def close(self) -> None:
         for fd in (self._fd, self._direct_fd):

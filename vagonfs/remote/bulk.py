@@ -64,8 +64,7 @@ class Reply:
         self._failure: httpx.TransportError | None = None
         self.status_code = 0
         self.headers = httpx.Headers()
-        # what ``open`` received of a small body: its buffer, the bytes, a failure
-        self.first: tuple[memoryview, int, httpx.TransportError | None] | None = None
+        self.first: Fill | None = None  # what ``open`` received of a small body
 
     def open(self, small: int = 0) -> None:
         """Send the request and read the status and headers; a kept-alive
@@ -183,6 +182,21 @@ Fill = tuple[memoryview | None, int, httpx.TransportError | None]
 # fills a body's worker may be ahead of the trio thread: a slow reader holds
 # the sender back here, and memory stays bounded, whatever the body's length
 _AHEAD = 16
+
+
+class Received:
+    """A body ``open`` already received whole (``Reply.first``), read as a
+    :class:`Body` is."""
+
+    def __init__(self, fill: Fill):
+        self._fill: Fill | None = fill
+
+    async def next(self) -> Fill | None:
+        fill, self._fill = self._fill, None
+        return fill
+
+    async def stop(self) -> None:
+        pass
 
 
 class Body:

@@ -201,18 +201,11 @@ class HttpClient:
         thread), each yielded once full; a transport failure leaves the stream
         where the bytes stopped."""
         left = None if stream.end is None else stream.end - stream.position
+        body: bulk.Body | bulk.Received
         if reply.first is not None:  # a small body, received with the reply's head
-            received, count, cut = reply.first
-            stream.buffer, stream.filled = received, 0
-            self.stats.bytes_in += count
-            stream.advance(count)
-            if cut is not None:
-                raise cut
-            if stream.done:
-                full, stream.buffer, stream.filled = stream.buffer, memoryview(b""), 0
-                yield full
-            return
-        body = bulk.Body(reply, stream.buffer[stream.filled:], left, stream.chunk_size)
+            body = bulk.Received(reply.first)
+        else:
+            body = bulk.Body(reply, stream.buffer[stream.filled:], left, stream.chunk_size)
         try:
             while (fill := await body.next()) is not None:
                 buffer, got, failure = fill
