@@ -122,6 +122,44 @@ def test_complete_checks_parts_and_sizes(vagon):
     assert vagon.call("POST", complete, parts).status_code == 200
 
 
+def test_parts_land_at_their_offsets_and_a_changed_part_needs_its_new_etag(vagon, emulator):
+    """Parts go straight into the upload's object, part n at (n - 1) x chunk: PUT
+    out of order they still read back in order; a part PUT again, or cut short,
+    takes its earlier ETag with it; a last part too long is cut off at complete."""
+    data = os.urandom(2 * MiB + 777)
+    created = vagon.ok("POST", "/files", {
+        "file_name": "offsets.bin", "object_type": "file", "parent_id": 0,
+        "size": len(data), "content_type": "application/octet-stream", "chunk_size": 1})
+    urls = created["upload_urls"]
+    pieces = [data[i * MiB:(i + 1) * MiB] for i in range(3)]
+    etags = [""] * 3
+    for i in (2, 0, 1):
+        etags[i] = httpx.put(urls[i], content=pieces[i] + (b"!" * 5 if i == 2 else b"")
+                             ).headers["etag"]
+    old_first = etags[0]
+    emulator.set_faults({"rules": [{"route": "s3.part_put", "cut_after": 1000, "times": 1}]})
+    with pytest.raises(httpx.TransportError):
+        httpx.put(urls[0], content=b"z" * MiB)
+    complete = f"/files/{created['id']}/complete"
+
+    def parts(tags):
+        return {"parts": [{"part_number": n, "etag": t} for n, t in enumerate(tags, 1)]}
+
+    stale = vagon.call("POST", complete, parts(etags))
+    assert (stale.status_code, stale.json()["message"]) == (400, "Invalid part")
+    assert vagon.call("POST", complete, parts(etags[:2] + ['"x"'])).status_code == 400
+    etags[0] = httpx.put(urls[0], content=pieces[0]).headers["etag"]
+    assert etags[0] != old_first
+    assert vagon.call("POST", complete, parts(etags)).json()["message"] == \
+        "File size mismatch"  # the last part is 5 bytes too long
+    etags[2] = httpx.put(urls[2], content=pieces[2]).headers["etag"]
+    done = vagon.ok("POST", complete, parts(etags))
+    link = vagon.ok("GET", f"/files/{done['id']}/download")["url"]
+    assert sha256(httpx.get(link).content) == sha256(data)
+    late = httpx.put(urls[1], content=pieces[1])
+    assert late.status_code == 404 and "NoSuchUpload" in late.text
+
+
 def test_quota_is_checked_at_create_and_at_complete(emulator_factory):
     from .helpers import Vagon
 

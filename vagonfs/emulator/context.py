@@ -55,6 +55,7 @@ class Emulator:
     stats: Stats = field(default_factory=Stats)
     bad_input: BadInput = field(default_factory=BadInput)
     completing: dict = field(default_factory=dict)  # file id -> asyncio.Lock of its complete
+    writing_parts: dict = field(default_factory=dict)  # (upload uid, part) -> asyncio.Lock
     pages: ListingPages = field(default_factory=ListingPages)
 
     @property

@@ -1,5 +1,10 @@
 """The emulator's object store: presigned part PUTs and object GETs (``/_s3``).
 
+Each part is written straight into its upload's object file at its offset
+(part n at (n - 1) x chunk), so ``complete`` only checks and truncates: it
+used to copy every part into a new blob and unlink the parts, which took a
+quarter of a 1 GiB direct upload's time.
+
 Shaped like S3's query-string auth (``X-Amz-Date``, ``X-Amz-Expires``,
 ``X-Amz-Signature``) so clients handle expiry and refresh the way they would
 against the real store. The signing key is made once per data dir, so links
@@ -8,6 +13,7 @@ survive a restart; ``expire_all`` (admin) makes every link issued so far stale.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import hashlib
 import hmac
@@ -21,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from vagonfs.emulator.context import of
-from vagonfs.emulator.streaming import BlobResponse, BodyTooLarge, receive_to_blob
+from vagonfs.emulator.streaming import BlobResponse, BodyTooLarge, receive_part
 
 _DATE = "%Y%m%dT%H%M%SZ"
 
@@ -78,6 +84,11 @@ class Presigner:
         return None
 
 
+def no_such_upload() -> Response:
+    return xml_error(404, "NoSuchUpload", "The specified upload does not exist. The upload "
+                     "ID may be invalid, or the upload may have been completed.")
+
+
 async def part_put(request: Request) -> Response:
     emu = of(request)
     emu.bad_input.saw_request(request.headers)
@@ -88,24 +99,35 @@ async def part_put(request: Request) -> Response:
     number = request.path_params["part_number"]
     upload = emu.storage.one("SELECT * FROM uploads WHERE uid = ?", (uid,))
     if upload is None or upload["state"] != "open":
-        return xml_error(404, "NoSuchUpload", "The specified upload does not exist. The "
-                         "upload ID may be invalid, or the upload may have been completed.")
+        return no_such_upload()
     if not 1 <= number <= upload["nparts"]:
         return xml_error(400, "InvalidArgument",
                          f"Part number must be an integer between 1 and {upload['nparts']}")
+    blob = emu.storage.upload_blob(uid)
+    lock = emu.writing_parts.setdefault((uid, number), asyncio.Lock())
     try:
-        blob, size, md5 = await receive_to_blob(emu.storage, request, limit=upload["chunk"])
-    except BodyTooLarge:
-        return xml_error(400, "EntityTooLarge", "Your proposed upload exceeds the part size "
-                         f"of the upload ({upload['chunk']} bytes)")
-    with emu.storage.tx() as db:
-        old = db.execute("SELECT blob FROM parts WHERE upload_uid = ? AND part_number = ?",
-                         (uid, number)).fetchone()
-        db.execute("INSERT OR REPLACE INTO parts (upload_uid, part_number, size, etag, blob) "
-                   "VALUES (?, ?, ?, ?, ?)", (uid, number, size, f'"{md5}"', blob))
-    if old:
-        emu.storage.drop_blob(old["blob"])
-    return Response(status_code=200, headers={"ETag": f'"{md5}"'})
+        async with lock:  # two PUTs of one part would mix their bytes in its region
+            # from here its region changes: the part's earlier ETag must not complete it
+            emu.storage.run("DELETE FROM parts WHERE upload_uid = ? AND part_number = ?",
+                            (uid, number))
+            try:
+                size, etag = await receive_part(emu.storage.blob_path(blob),
+                                                (number - 1) * upload["chunk"], request,
+                                                limit=upload["chunk"])
+            except BodyTooLarge:
+                return xml_error(400, "EntityTooLarge", "Your proposed upload exceeds the "
+                                 f"part size of the upload ({upload['chunk']} bytes)")
+            with emu.storage.tx() as db:
+                if db.execute("SELECT 1 FROM uploads WHERE uid = ? AND state = 'open'",
+                              (uid,)).fetchone() is None:  # its file was deleted meanwhile
+                    emu.storage.drop_blob(blob)
+                    return no_such_upload()
+                db.execute("INSERT INTO parts (upload_uid, part_number, size, etag, blob) "
+                           "VALUES (?, ?, ?, ?, ?)", (uid, number, size, f'"{etag}"', blob))
+    finally:
+        if not lock.locked():
+            emu.writing_parts.pop((uid, number), None)
+    return Response(status_code=200, headers={"ETag": f'"{etag}"'})
 
 
 async def get_object(request: Request) -> Response:

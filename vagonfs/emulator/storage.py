@@ -4,7 +4,8 @@ Everything the three stores hold lives under one data dir (``meta.sqlite3``
 and ``blobs/``), so a restart with the same dir serves the same data. Blobs
 are named by generated ids, never by user names, and are written to a
 temporary file first and renamed into place, so a crash never leaves a
-half-written blob under a live name. Empty files made in bulk share one
+half-written blob under a live name (an upload's parts go into its own
+blob, which no file names until the upload completes). Empty files made in bulk share one
 empty blob, which is never dropped.
 
 One connection, guarded by one lock: the request handlers run on the event
@@ -201,6 +202,11 @@ class Storage:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+    def upload_blob(self, upload_uid: str) -> str:
+        """The blob a multipart upload's parts are written into, each at its
+        offset: it becomes a file's blob only when the upload completes."""
+        return "u" + upload_uid.replace("-", "")
 
     def write_blob(self, chunks: Iterable[bytes]) -> tuple[str, int]:
         """(blob id, size) of a new blob holding ``chunks``."""
