@@ -28,6 +28,12 @@ same run, the ratio, and whether the target is met:
   and the default: the ratio is what xattrs cost), the daemon's peak RSS
   walking 150,000 entries and a 1,000,000-entry tree with ``find``.
 
+Every case but the once-only ones (big-copy, scale) runs ``--rounds`` times
+(3), each round measuring the baselines again just before the rows compared
+with them; a row shows the medians of its figure and its baseline, and the
+median of the rounds' ratios (each round's figure against that round's
+baseline), every round's figures in the JSON.
+
 Beside each figure, the JSON (and the progress lines) give the share of a
 core the emulator and the daemon used meanwhile (an emulator near 100% means
 the row measures the emulator) and, where it says something, API calls.
@@ -49,6 +55,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,18 +72,27 @@ from bench_rig import (MB, ROOT, MiB, Rig, dd_read, drop_page_cache,  # noqa: E4
 
 
 class Figures:
-    """What the cases measured, by key, with the details that go into the JSON."""
+    """What the cases measured, by key and round, with the details that go into
+    the JSON. Every case but the once-only ones runs once per round, beside
+    the baselines of that round: this machine's speed moves by 2x within
+    minutes, so a baseline measured once, at the start, made ratios of when
+    it was measured."""
 
     def __init__(self):
-        self.values: dict[str, float] = {}
-        self.details: dict[str, dict] = {}
-        self.errors: dict[str, str] = {}  # case -> why its figures are missing
+        self.round = 0  # the round the cases are measuring now
+        self.values: dict[str, dict[int, float]] = {}
+        self.details: dict[str, dict[int, dict]] = {}
+        self.errors: dict[str, str] = {}  # case -> why (some of) its figures are missing
 
     def put(self, key: str, value: float, **details) -> None:
-        self.values[key] = value
-        self.details[key] = details
+        self.values.setdefault(key, {})[self.round] = value
+        self.details.setdefault(key, {})[self.round] = details
         shown = ", ".join(f"{k}={v}" for k, v in details.items())
         print(f"  {key:<24} {value:12.3f}  {shown}", flush=True)
+
+    def median(self, key: str) -> float | None:
+        rounds = self.values.get(key)
+        return statistics.median(rounds.values()) if rounds else None
 
 
 @dataclass
@@ -84,7 +100,7 @@ class Settings:
     size: int  # bytes of the big file read and written
     big: int  # bytes of the file copied for the memory case
     small_files: int
-    small_rounds: int
+    rounds: int
     ls_entries: int
     walk_entries: int
     tree_entries: int
@@ -100,7 +116,7 @@ def mib(n: int) -> str:
 
 # -- the cases --------------------------------------------------------------------------------
 
-def case_zero(rig: Rig, fig: Figures, s: Settings) -> None:
+def case_zero(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
     """The zero-work pyfuse3 ceiling at 128 KiB and 1 MiB requests."""
     with zero_mount(rig.work, s.size) as mnt:
         for key, kb in (("zero_128k", 128), ("zero_1m", 1024)):
@@ -114,7 +130,7 @@ def case_zero(rig: Rig, fig: Figures, s: Settings) -> None:
                     largest_request_kib=after["largest_read"] >> 10)
 
 
-def case_curl(rig: Rig, fig: Figures, s: Settings) -> None:
+def case_curl(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
     """``curl`` of the download link vagonfs would use for the big file."""
     rig.warm_server()
     url = rig.download_link(rig.big_name)
@@ -127,13 +143,13 @@ def case_curl(rig: Rig, fig: Figures, s: Settings) -> None:
     fig.put("curl", mb_s(s.size, seconds), **cpu)
 
 
-def case_read(rig: Rig, fig: Figures, s: Settings) -> None:
+def case_read(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
     """Cold then warm (block cache) sequential reads, with the read-ahead a root
     mount raises (``--read-ahead 1M``) and with a user mount's (the kernel's 128 KiB,
     ``--read-ahead 0``)."""
     for who, option, kb in (("root", "1M", 1024), ("user", "0", 128)):
         rig.warm_server()
-        with rig.mount(f"read-{who}", "--read-ahead", option,
+        with rig.mount(f"read-{who}-{r}", "--read-ahead", option,
                        memory_case=f"read {mib(s.size)}, {who}") as m:
             read_ahead = m.wait_read_ahead(kb)
             if read_ahead != kb:
@@ -154,20 +170,21 @@ def case_read(rig: Rig, fig: Figures, s: Settings) -> None:
             fig.put("cache_disk", mb_s(s.size, dd_read(data_file, s.size)))
 
 
-def case_write(rig: Rig, fig: Figures, s: Settings) -> None:
+def case_write(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
     """``cp`` + ``fsync`` to confirmation vs the client's multipart upload."""
     local = rig.local_file
     into_page_cache(local)
     with rig.cpu_use() as cpu:
-        seconds = timed(lambda: rig.direct_upload(local, "direct.bin"))
+        seconds = timed(lambda: rig.direct_upload(local, f"direct-{r}.bin"))
     fig.put("direct_upload", mb_s(s.size, seconds), **cpu)
-    with rig.mount("write", memory_case=f"write {mib(s.size)}") as m:
+    written = f"written-{r}.bin"
+    with rig.mount(f"write-{r}", memory_case=f"write {mib(s.size)}") as m:
         into_page_cache(local)
         with rig.cpu_use(m) as cpu:
-            seconds = timed(lambda: m.copy_in(local, "written.bin"))
+            seconds = timed(lambda: m.copy_in(local, written))
         fig.put("write", mb_s(s.size, seconds), **cpu)
-    if rig.server_files().get("written.bin") != s.size:
-        raise RuntimeError("written.bin is not on the server at its full size")
+    if rig.server_files().get(written) != s.size:
+        raise RuntimeError(f"{written} is not on the server at its full size")
 
 
 def rsync_up(source: Path, dest: Path, wait_on_server) -> tuple[float, float]:
@@ -180,24 +197,8 @@ def rsync_up(source: Path, dest: Path, wait_on_server) -> tuple[float, float]:
     return returned, time.perf_counter() - start
 
 
-def put_median(fig: Figures, rounds: list[dict[str, tuple[float, dict]]]) -> None:
-    """Each key's median over the rounds (with every round's value beside it):
-    on a shared machine the small-file rows move by half from one run to the
-    next, for rclone as much as for vagonfs."""
-    for key in rounds[0]:
-        values = [r[key][0] for r in rounds]
-        middle = sorted(range(len(values)), key=values.__getitem__)[len(values) // 2]
-        fig.put(key, values[middle], **rounds[middle][key][1],
-                rounds=[round(v, 1) for v in values])
-
-
-def case_small(rig: Rig, fig: Figures, s: Settings) -> None:
-    """``rsync -a`` of small files up (returned, confirmed) and down cold, on
-    vagonfs; the median of ``--small-rounds`` rounds."""
-    put_median(fig, [_small_round(rig, s, r) for r in range(s.small_rounds)])
-
-
-def _small_round(rig: Rig, s: Settings, r: int) -> dict[str, tuple[float, dict]]:
+def case_small(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
+    """``rsync -a`` of small files up (returned, confirmed) and down cold, on vagonfs."""
     n = s.small_files
     source = rig.small_files(n)
     folder = f"rsync-up-{r}"
@@ -216,13 +217,12 @@ def _small_round(rig: Rig, s: Settings, r: int) -> dict[str, tuple[float, dict]]
             seconds = timed(lambda: run("rsync", "-a", f"{m.path}/{folder}/", f"{down}/"))
         down_calls = rig.api_calls()
     same_files(source, down)
-    return {"small_up_returned": (n / returned, {"api_calls_per_file": round(calls / n, 2)}),
-            "small_up_confirmed": (n / done, cpu_up),
-            "small_down": (n / seconds, {"api_calls_per_file": round(down_calls / n, 2),
-                                         **cpu})}
+    fig.put("small_up_returned", n / returned, api_calls_per_file=round(calls / n, 2))
+    fig.put("small_up_confirmed", n / done, **cpu_up)
+    fig.put("small_down", n / seconds, api_calls_per_file=round(down_calls / n, 2), **cpu)
 
 
-def case_rclone_read(rig: Rig, fig: Figures, s: Settings) -> None:
+def case_rclone_read(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
     """rclone's cold read of a file of the same size, same tool and read-ahead."""
     server = rig.rclone
     big = server.share / "big.bin"
@@ -230,19 +230,14 @@ def case_rclone_read(rig: Rig, fig: Figures, s: Settings) -> None:
         run("cp", rig.local_file, big)
     drop_page_cache()
     into_page_cache(big)  # the server's side warm, as for vagonfs
-    with server.mount("read") as mnt:
+    with server.mount(f"read-{r}") as mnt:
         set_read_ahead_kb(mnt, 128)
         fig.put("rclone_read", mb_s(s.size, dd_read(mnt / "big.bin", s.size)),
                 read_ahead_kb=read_ahead_kb(mnt))
 
 
-def case_rclone_small(rig: Rig, fig: Figures, s: Settings) -> None:
-    """rclone's small files, measured as vagonfs's are; the median of
-    ``--small-rounds`` rounds."""
-    put_median(fig, [_rclone_small_round(rig, s, r) for r in range(s.small_rounds)])
-
-
-def _rclone_small_round(rig: Rig, s: Settings, r: int) -> dict[str, tuple[float, dict]]:
+def case_rclone_small(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
+    """rclone's small files, measured as vagonfs's are."""
     n = s.small_files
     source = rig.small_files(n)
     server = rig.rclone
@@ -264,11 +259,12 @@ def _rclone_small_round(rig: Rig, s: Settings, r: int) -> dict[str, tuple[float,
         down = rig.work / f"down-rclone-{r}"
         seconds = timed(lambda: run("rsync", "-a", f"{mnt}/{folder}/", f"{down}/"))
     same_files(source, down)
-    return {"rclone_up_returned": (n / returned, {}), "rclone_up_confirmed": (n / done, {}),
-            "rclone_down": (n / seconds, {})}
+    fig.put("rclone_up_returned", n / returned)
+    fig.put("rclone_up_confirmed", n / done)
+    fig.put("rclone_down", n / seconds)
 
 
-def case_big_copy(rig: Rig, fig: Figures, s: Settings) -> None:
+def case_big_copy(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
     """The daemon's peak RSS while a big file is copied in and confirmed."""
     huge = make_local_file(rig.work / "huge.bin", s.big)
     try:
@@ -298,7 +294,7 @@ def populate_folder(rig: Rig, name: str, files: int) -> str:
     return f"{name}000000"
 
 
-def case_scale(rig: Rig, fig: Figures, s: Settings) -> None:
+def case_scale(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
     """``ls -l`` of a big folder, and the daemon's memory walking big trees."""
     start = time.perf_counter()
     ls_name = populate_folder(rig, "scale-ls", s.ls_entries)
@@ -332,17 +328,18 @@ def case_scale(rig: Rig, fig: Figures, s: Settings) -> None:
                     rss_after_mb=round(m.rss_mb(), 1), **cpu)
 
 
-# name: (function, cases whose figures its rows are compared with); run in this order
+# name: (function, cases whose figures its rows are compared with, whether it runs in
+# every round); run in this order, each round's cases, then the once-only ones
 CASES = {
-    "zero": (case_zero, ()),
-    "curl": (case_curl, ()),
-    "rclone-read": (case_rclone_read, ()),
-    "read": (case_read, ("zero", "curl", "rclone-read")),
-    "write": (case_write, ()),
-    "rclone-small": (case_rclone_small, ()),
-    "small": (case_small, ("rclone-small",)),
-    "big-copy": (case_big_copy, ()),
-    "scale": (case_scale, ()),
+    "zero": (case_zero, (), True),
+    "curl": (case_curl, (), True),
+    "rclone-read": (case_rclone_read, (), True),
+    "read": (case_read, ("zero", "curl", "rclone-read"), True),
+    "write": (case_write, (), True),
+    "rclone-small": (case_rclone_small, (), True),
+    "small": (case_small, ("rclone-small",), True),
+    "big-copy": (case_big_copy, (), False),
+    "scale": (case_scale, (), False),
 }
 ALIASES = {"cold": ["read"], "warm": ["read"], "rclone": ["rclone-read", "rclone-small"]}
 # the figures only compared with, shown on one line above the table
@@ -365,8 +362,14 @@ class Target:
     note: str = ""
 
     def row(self, fig: Figures) -> dict:
-        value, base = fig.values.get(self.key), fig.values.get(self.baseline or "")
-        ratio = value / base if value is not None and base else None
+        """The medians of the figure and its baseline over the rounds, and the
+        median of the rounds' ratios (each round's figure against the baseline
+        of that same round)."""
+        value, base = fig.median(self.key), fig.median(self.baseline or "")
+        rounds = fig.values.get(self.key, {})
+        bases = fig.values.get(self.baseline or "", {})
+        ratios = {r: v / bases[r] for r, v in rounds.items() if bases.get(r)}
+        ratio = statistics.median(ratios.values()) if ratios else None
         target = (f">= {self.at_least:g}" if self.at_least is not None else
                   f"< {self.below:g} {self.unit}" if self.below is not None else "")
         if self.at_least is not None:
@@ -375,9 +378,13 @@ class Target:
             met = value is not None and value < self.below
         else:
             met = None
+        details = fig.details.get(self.key, {})
         return {"case": self.case, "value": value, "unit": self.unit, "baseline": base,
                 "baseline_name": self.baseline_name, "ratio": ratio, "target": target,
-                "met": met, "note": self.note, **fig.details.get(self.key, {})}
+                "met": met, "note": self.note,
+                "rounds": [{"round": r + 1, "value": v, "baseline": bases.get(r),
+                            "ratio": ratios.get(r), **details.get(r, {})}
+                           for r, v in sorted(rounds.items())]}
 
 
 def targets(s: Settings, rss_worst: str) -> list[Target]:
@@ -487,8 +494,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--size-mib", type=int, help="big file read and written (default 1024)")
     p.add_argument("--big-mib", type=int, help="file copied for the memory case (default 4096)")
     p.add_argument("--small-files", type=int, help="files of 4 KiB for rsync (default 1000)")
-    p.add_argument("--small-rounds", type=int,
-                   help="rounds of each small-file case, the median kept (default 3)")
+    p.add_argument("--rounds", type=int,
+                   help="rounds of every case but big-copy and scale, each beside its "
+                        "baselines; a row is the median (default 3)")
     p.add_argument("--ls-entries", type=int, help="entries of the ls -l folder (default 100000)")
     p.add_argument("--walk-entries", type=int, help="files walked by find (default 150000)")
     p.add_argument("--tree-entries", type=int, help="files of the big tree (default 1000000)")
@@ -498,44 +506,51 @@ def parse_args() -> argparse.Namespace:
 
 
 def settings(args: argparse.Namespace) -> Settings:
-    full = dict(size_mib=1024, big_mib=4096, small_files=1000, small_rounds=3,
+    full = dict(size_mib=1024, big_mib=4096, small_files=1000, rounds=3,
                 ls_entries=100_000, walk_entries=150_000, tree_entries=1_000_000)
-    quick = dict(size_mib=256, big_mib=256, small_files=200, small_rounds=1,
+    quick = dict(size_mib=256, big_mib=256, small_files=200, rounds=1,
                  ls_entries=10_000, walk_entries=15_000, tree_entries=30_000)
     chosen = {k: getattr(args, k) or (quick if args.quick else full)[k] for k in full}
     return Settings(size=chosen["size_mib"] * MiB, big=chosen["big_mib"] * MiB,
-                    small_files=chosen["small_files"], small_rounds=chosen["small_rounds"],
+                    small_files=chosen["small_files"], rounds=chosen["rounds"],
                     ls_entries=chosen["ls_entries"],
                     walk_entries=chosen["walk_entries"], tree_entries=chosen["tree_entries"])
 
 
 def run_cases(rig: Rig, fig: Figures, s: Settings, cases: list[str]) -> None:
+    each_round = [c for c in cases if CASES[c][2]]
+    plan = [(r, c) for r in range(s.rounds) for c in each_round]
+    plan += [(0, c) for c in cases if not CASES[c][2]]
     try:
-        for name in cases:
+        for r, name in plan:
             function = CASES[name][0]
-            print(f"{name}: {' '.join(function.__doc__.split())}", flush=True)
+            fig.round = r
+            shown = f"round {r + 1}/{s.rounds}: " if CASES[name][2] else ""
+            print(f"{shown}{name}: {' '.join(function.__doc__.split())}", flush=True)
             start = time.perf_counter()
             try:
-                function(rig, fig, s)
+                function(rig, fig, s, r)
             except Exception as exc:  # one case's failure is its rows' miss, not the run's end
                 traceback.print_exc()
-                fig.errors[name] = f"{type(exc).__name__}: {exc}"[:200]
+                fig.errors[name] = f"{shown}{type(exc).__name__}: {exc}"[:200]
             print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
     finally:
         rig.close()
     if rig.rss:
         worst = max(rig.rss, key=rig.rss.get)
+        fig.round = 0
         fig.put("rss_worst", rig.rss[worst], worst=worst, every_case=rig.rss)
 
 
 def report(args: argparse.Namespace, s: Settings, cases: list[str], fig: Figures,
            seconds: float) -> None:
     rows = []
-    for t in targets(s, fig.details.get("rss_worst", {}).get("worst", "")):
+    worst = fig.details.get("rss_worst", {}).get(0, {}).get("worst", "")
+    for t in targets(s, worst):
         if t.by not in cases and not (t.by is None and t.key in fig.values):
             continue
         row = t.row(fig)
-        if row["value"] is None and t.by in fig.errors:
+        if t.by in fig.errors:
             row["error"] = fig.errors[t.by]
         rows.append(row)
     head = {"when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -546,8 +561,8 @@ def report(args: argparse.Namespace, s: Settings, cases: list[str], fig: Figures
     if args.quick:
         print("QUICK MODE: small sizes; the ls targets are scaled to the entries, the rest "
               "are the full run's")
-    print("Baselines: " + ", ".join(f"{k} {fmt(fig.values[k])}" for k in BASELINES
-                                    if k in fig.values))
+    print("Baselines (medians): " + ", ".join(f"{k} {fmt(fig.median(k))}" for k in BASELINES
+                                              if k in fig.values))
     for name, error in fig.errors.items():
         print(f"FAILED {name}: {error}")
     print(table(rows))
