@@ -258,6 +258,31 @@ def test_a_transient_failure_tells_fsync_and_is_retried_after_its_backoff(tmp_pa
     run_with_fs(store, tmp_path, body, write_back_delay=LONG, clock=clock, guard=100 * 20.0)
 
 
+def test_uploads_start_in_the_order_they_are_due_not_the_order_they_were_queued(tmp_path):
+    store = MemoryStore()
+    store.fail("upload", RemoteIOError("bad gateway", status=502))
+    clock = trio.testing.MockClock(rate=100)
+
+    async def body(fs: Filesystem) -> None:
+        fh, first = await create(fs, "first", b"1")
+        assert (await error_from(fs.fsync(fh))).errno == errno.EIO  # its retry: 4 s on
+        fs.release(fh)
+        retry = fs.writeback.get(first)
+        later = []
+        for i in range(3):  # each due 0.5 s after its close
+            fh, node = await create(fs, f"later{i}", b"2")
+            later.append(fs.writeback.get(node))
+            await close(fs, fh)
+        for pending in later:
+            await uploaded(pending)
+        assert trio.current_time() < retry.due and store.data("first") is None
+        await uploaded(retry)
+        assert store.data("first") == b"1" and store.calls["upload"] == 5
+        assert fs.writeback.all() == []
+
+    run_with_fs(store, tmp_path, body, write_back_delay=0.5, clock=clock, guard=100 * 20.0)
+
+
 def test_rename_in_the_write_back_window_uploads_the_new_name_only(tmp_path):
     store = MemoryStore()
     store.put("a.txt", b"old")

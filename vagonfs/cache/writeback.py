@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import heapq
+import itertools
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -103,6 +105,10 @@ class WriteBack:
         self._upload = upload
         self._path_of = path_of
         self._pending: dict[Node, Pending] = {}
+        # (due, tie-breaker, pending) of every queueing, earliest first; an entry
+        # whose pending has moved on since is dropped when it comes to the top
+        self._queue: list[tuple[float, int, Pending]] = []
+        self._queued_count = itertools.count()
         self._wakeup = trio.Event()
         self._slots = trio.Semaphore(MAX_PARALLEL_UPLOADS)
         self._nursery: trio.Nursery | None = None  # the uploads', once ``run`` started
@@ -181,9 +187,7 @@ class WriteBack:
             self._done(pending)
         elif pending.state is State.OPEN:
             self._last_close = trio.current_time()
-            pending.state = State.QUEUED
-            pending.due = self._last_close + self._delay
-            self._wakeup.set()
+            self._queue_at(pending, self._last_close + self._delay)
 
     async def upload_now(self, node: Node) -> None:
         """``fsync``: upload at once and return when the store confirmed it."""
@@ -228,7 +232,7 @@ class WriteBack:
                 with contextlib.suppress(StoreError):  # logged once; drained all the same
                     self._write_record(pending)
             if pending.state in (State.OPEN, State.QUEUED):
-                pending.state, pending.due = State.QUEUED, 0.0
+                self._queue_at(pending, 0.0)
         self._wakeup.set()
         with trio.move_on_after(timeout if timeout is not None else math.inf):
             while any(p.state not in (State.FAILED, State.SYNCED)
@@ -270,15 +274,35 @@ class WriteBack:
             supervise.spawn(nursery, "making spool files", self.spools.keep_stocked)
             task_status.started()
             while True:
-                now = trio.current_time()
-                for pending in list(self._pending.values()):
-                    if pending.state is State.QUEUED and self._starts_at(pending) <= now:
-                        self._start(pending)
-                due = [self._starts_at(p) for p in self._pending.values()
-                       if p.state is State.QUEUED]
                 self._wakeup = trio.Event()
-                with trio.move_on_at(min(due, default=math.inf)):
+                with trio.move_on_at(self._start_due()):
                     await self._wakeup.wait()
+
+    def _queue_at(self, pending: Pending, due: float) -> None:
+        pending.state, pending.due = State.QUEUED, due
+        heapq.heappush(self._queue, (due, next(self._queued_count), pending))
+        self._wakeup.set()
+
+    def _start_due(self) -> float:
+        """Start the uploads whose time has come; when the next one starts.
+
+        Earliest first, from a heap: ``_starts_at`` never puts a later ``due``
+        before an earlier one, so the first that must wait ends the pass.
+        Scanning every pending file instead, at every close, was half of the
+        trio thread's time while ``rsync`` copied 1,000 small files."""
+        now = trio.current_time()
+        while self._queue:
+            due, _, pending = self._queue[0]
+            if (pending.state is not State.QUEUED or pending.due != due
+                    or self._pending.get(pending.node) is not pending):
+                heapq.heappop(self._queue)  # started, rewritten or deleted since
+                continue
+            starts = self._starts_at(pending)
+            if starts > now:
+                return starts
+            heapq.heappop(self._queue)
+            self._start(pending)
+        return math.inf
 
     def _starts_at(self, pending: Pending) -> float:
         """When a queued upload starts: its delay after its close, held while
@@ -370,8 +394,7 @@ class WriteBack:
         delay = min(300.0, 2.0 * 2 ** pending.attempts)
         if not told:
             log.warning("upload of %s failed (%s); retrying in %.0f s", path, error, delay)
-        pending.state, pending.due = State.QUEUED, trio.current_time() + delay
+        self._queue_at(pending, trio.current_time() + delay)
         # an fsync waiting on this upload gets the error now rather than waiting
         pending.settled.set()
         pending.settled = trio.Event()
-        self._wakeup.set()
