@@ -4,9 +4,9 @@ Everything the three stores hold lives under one data dir (``meta.sqlite3``
 and ``blobs/``), so a restart with the same dir serves the same data. Blobs
 are named by generated ids, never by user names, and are written to a
 temporary file first and renamed into place, so a crash never leaves a
-half-written blob under a live name (an upload's parts go into its own
-blob, which no file names until the upload completes). Empty files made in bulk share one
-empty blob, which is never dropped.
+half-written blob under a live name (an upload's parts go into a blob of its
+own, which no file names until the upload completes). Empty files made in
+bulk share one empty blob, which is never dropped.
 
 One connection, guarded by one lock: the request handlers run on the event
 loop thread, the archive builder on its own thread; every statement is short.
