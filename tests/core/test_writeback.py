@@ -238,15 +238,26 @@ def test_a_closed_file_refused_for_good_waits_failed_until_written_again(tmp_pat
     run_with_fs(store, tmp_path, body)
 
 
-def test_a_transient_failure_tells_fsync_and_is_retried_after_its_backoff(tmp_path):
+def failing_once() -> tuple[MemoryStore, trio.testing.MockClock]:
+    """A store whose next upload fails (HTTP 502), and a clock 100 times
+    faster than the wall's: the retry waits seconds of backoff."""
     store = MemoryStore()
     store.fail("upload", RemoteIOError("bad gateway", status=502))
-    # the retry waits seconds of backoff: a clock 100 times faster than the wall's
-    clock = trio.testing.MockClock(rate=100)
+    return store, trio.testing.MockClock(rate=100)
+
+
+async def fsync_failed(fs: Filesystem, name: str, data: bytes) -> tuple[int, Node]:
+    """``name`` created with ``data`` and synced; the ``fsync`` got EIO."""
+    fh, node = await create(fs, name, data)
+    assert (await error_from(fs.fsync(fh))).errno == errno.EIO
+    return fh, node
+
+
+def test_a_transient_failure_tells_fsync_and_is_retried_after_its_backoff(tmp_path):
+    store, clock = failing_once()
 
     async def body(fs: Filesystem) -> None:
-        fh, node = await create(fs, "f", b"payload")
-        assert (await error_from(fs.fsync(fh))).errno == errno.EIO
+        fh, node = await fsync_failed(fs, "f", b"payload")
         pending = fs.writeback.get(node)
         assert pending.state is State.QUEUED and pending.attempts == 1
         assert store.data("f") is None
@@ -259,13 +270,10 @@ def test_a_transient_failure_tells_fsync_and_is_retried_after_its_backoff(tmp_pa
 
 
 def test_uploads_start_in_the_order_they_are_due_not_the_order_they_were_queued(tmp_path):
-    store = MemoryStore()
-    store.fail("upload", RemoteIOError("bad gateway", status=502))
-    clock = trio.testing.MockClock(rate=100)
+    store, clock = failing_once()
 
     async def body(fs: Filesystem) -> None:
-        fh, first = await create(fs, "first", b"1")
-        assert (await error_from(fs.fsync(fh))).errno == errno.EIO  # its retry: 4 s on
+        fh, first = await fsync_failed(fs, "first", b"1")  # its retry: 4 s on
         fs.release(fh)
         retry = fs.writeback.get(first)
         later = []
