@@ -19,8 +19,11 @@ from .conftest import DaemonLog, sh, vagonfs
 
 
 def test_demo_mounts_all_three_stores_and_ctrl_c_cleans_up(tmp_path):
+    """Ctrl-C as a terminal sends it, to the whole process group: the files
+    still in their write-back window are uploaded before the emulator stops."""
     demo = subprocess.Popen([sys.executable, "-m", "vagonfs", "demo", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     lines = []
     try:
         deadline = time.monotonic() + 90
@@ -36,15 +39,37 @@ def test_demo_mounts_all_three_stores_and_ctrl_c_cleans_up(tmp_path):
         assert "README.md" in os.listdir(mnt / "tenant")
         assert len(os.listdir(mnt / "shannon")) == 2
         (mnt / "tenant/hello.txt").write_text("kept across demo runs\n")
+        (mnt / "vagon/shared/pending.txt").write_text("in its write-back window\n")
     finally:
-        demo.send_signal(signal.SIGINT)
-        out, _ = demo.communicate(timeout=60)
+        os.killpg(demo.pid, signal.SIGINT)
+        try:
+            out, _ = demo.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            _kill_what_runs_in(tmp_path)
+            raise
     assert demo.returncode == 0, "".join(lines) + out
     assert not any(is_mounted(tmp_path / "mnt" / s) for s in ("vagon", "tenant", "shannon"))
     assert "unmounted" in out
     logs = sorted((tmp_path / ".vagonfs-demo" / "cache").glob("*.log"))
     assert [log.name for log in logs] == ["shannon.log", "tenant.log", "vagon.log"]
+    assert "uploaded shared/pending.txt" in logs[2].read_text()
+    assert "uploaded hello.txt" in logs[1].read_text()
     assert [problem for log in logs for problem in DaemonLog(log).problems()] == []
+
+
+def _kill_what_runs_in(folder) -> None:
+    """A demo that hung: every process working in ``folder`` (the demo, its
+    emulator, its mount daemons) killed, and its mounts lazily unmounted."""
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if str(folder).encode() in fh.read():
+                    os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+    for store in ("vagon", "tenant", "shannon"):
+        if is_mounted(folder / "mnt" / store):
+            subprocess.run(["fusermount3", "-u", "-z", str(folder / "mnt" / store)])
 
 
 def test_second_mount_on_the_same_mountpoint_is_refused(vagon_mount, tmp_path):

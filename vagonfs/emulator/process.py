@@ -9,6 +9,7 @@ stall it; ``restart()`` brings it back on the same port with the same data.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -43,6 +44,25 @@ def _take_credentials(args: tuple[str, ...]) -> tuple[list[str], str | None, str
     return rest, found["--api-key"], found["--api-secret"]
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _ends_with(parent: int):
+    """What the child runs before ``exec``: SIGTERM when ``parent`` dies.
+
+    The emulator runs in a session of its own (``start_new_session``): a
+    terminal's Ctrl-C reaches the whole foreground process group, and the
+    demo's mounts must still upload what is pending to this emulator before
+    the demo stops it. Its owner stops it (``stop``); an owner killed outright
+    (a test run's timeout) takes it along through the kernel."""
+    def in_child() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # it died before the line above
+            os._exit(1)
+    return in_child
+
+
 class EmulatorProcess:
     def __init__(self, data_dir: str | Path | None = None, *, port: int = 0,
                  args: tuple[str, ...] = (), api_key: str | None = None,
@@ -70,7 +90,9 @@ class EmulatorProcess:
                        *self.args)
         with open(self.log_path, "ab") as log:
             proc = self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log,
-                                                 stdin=subprocess.DEVNULL, env=env)
+                                                 stdin=subprocess.DEVNULL, env=env,
+                                                 start_new_session=True,
+                                                 preexec_fn=_ends_with(os.getpid()))
         assert proc.stdout is not None  # stdout=PIPE
         line = self._read_listening_line(proc.stdout)
         if not line.startswith(LISTENING):
