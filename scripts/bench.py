@@ -116,7 +116,7 @@ def mib(n: int) -> str:
 
 # -- the cases --------------------------------------------------------------------------------
 
-def case_zero(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
+def case_zero(rig: Rig, fig: Figures, s: Settings) -> None:
     """The zero-work pyfuse3 ceiling at 128 KiB and 1 MiB requests."""
     with zero_mount(rig.work, s.size) as mnt:
         for key, kb in (("zero_128k", 128), ("zero_1m", 1024)):
@@ -130,7 +130,7 @@ def case_zero(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
                     largest_request_kib=after["largest_read"] >> 10)
 
 
-def case_curl(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
+def case_curl(rig: Rig, fig: Figures, s: Settings) -> None:
     """``curl`` of the download link vagonfs would use for the big file."""
     rig.warm_server()
     url = rig.download_link(rig.big_name)
@@ -143,10 +143,11 @@ def case_curl(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
     fig.put("curl", mb_s(s.size, seconds), **cpu)
 
 
-def case_read(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
+def case_read(rig: Rig, fig: Figures, s: Settings) -> None:
     """Cold then warm (block cache) sequential reads, with the read-ahead a root
     mount raises (``--read-ahead 1M``) and with a user mount's (the kernel's 128 KiB,
     ``--read-ahead 0``)."""
+    r = fig.round
     for who, option, kb in (("root", "1M", 1024), ("user", "0", 128)):
         rig.warm_server()
         with rig.mount(f"read-{who}-{r}", "--read-ahead", option,
@@ -170,8 +171,9 @@ def case_read(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
             fig.put("cache_disk", mb_s(s.size, dd_read(data_file, s.size)))
 
 
-def case_write(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
+def case_write(rig: Rig, fig: Figures, s: Settings) -> None:
     """``cp`` + ``fsync`` to confirmation vs the client's multipart upload."""
+    r = fig.round
     local = rig.local_file
     into_page_cache(local)
     with rig.cpu_use() as cpu:
@@ -197,8 +199,9 @@ def rsync_up(source: Path, dest: Path, wait_on_server) -> tuple[float, float]:
     return returned, time.perf_counter() - start
 
 
-def case_small(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
+def case_small(rig: Rig, fig: Figures, s: Settings) -> None:
     """``rsync -a`` of small files up (returned, confirmed) and down cold, on vagonfs."""
+    r = fig.round
     n = s.small_files
     source = rig.small_files(n)
     folder = f"rsync-up-{r}"
@@ -222,8 +225,9 @@ def case_small(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
     fig.put("small_down", n / seconds, api_calls_per_file=round(down_calls / n, 2), **cpu)
 
 
-def case_rclone_read(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
+def case_rclone_read(rig: Rig, fig: Figures, s: Settings) -> None:
     """rclone's cold read of a file of the same size, same tool and read-ahead."""
+    r = fig.round
     server = rig.rclone
     big = server.share / "big.bin"
     if not big.exists():
@@ -236,8 +240,9 @@ def case_rclone_read(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
                 read_ahead_kb=read_ahead_kb(mnt))
 
 
-def case_rclone_small(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
+def case_rclone_small(rig: Rig, fig: Figures, s: Settings) -> None:
     """rclone's small files, measured as vagonfs's are."""
+    r = fig.round
     n = s.small_files
     source = rig.small_files(n)
     server = rig.rclone
@@ -264,7 +269,7 @@ def case_rclone_small(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
     fig.put("rclone_down", n / seconds)
 
 
-def case_big_copy(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
+def case_big_copy(rig: Rig, fig: Figures, s: Settings) -> None:
     """The daemon's peak RSS while a big file is copied in and confirmed."""
     huge = make_local_file(rig.work / "huge.bin", s.big)
     try:
@@ -294,7 +299,7 @@ def populate_folder(rig: Rig, name: str, files: int) -> str:
     return f"{name}000000"
 
 
-def case_scale(rig: Rig, fig: Figures, s: Settings, r: int) -> None:
+def case_scale(rig: Rig, fig: Figures, s: Settings) -> None:
     """``ls -l`` of a big folder, and the daemon's memory walking big trees."""
     start = time.perf_counter()
     ls_name = populate_folder(rig, "scale-ls", s.ls_entries)
@@ -529,7 +534,7 @@ def run_cases(rig: Rig, fig: Figures, s: Settings, cases: list[str]) -> None:
             print(f"{shown}{name}: {' '.join(function.__doc__.split())}", flush=True)
             start = time.perf_counter()
             try:
-                function(rig, fig, s, r)
+                function(rig, fig, s)
             except Exception as exc:  # one case's failure is its rows' miss, not the run's end
                 traceback.print_exc()
                 fig.errors[name] = f"{shown}{type(exc).__name__}: {exc}"[:200]
