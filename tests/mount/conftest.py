@@ -156,6 +156,23 @@ def vagonfs(*args: str, check: bool = True, timeout: float = 60, env=None):
                           text=True, timeout=timeout, check=check, env=env)
 
 
+def daemon_pids(mountpoint: Path) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", f"vagonfs mount .*{mountpoint}"],
+                           capture_output=True, text=True).stdout.split()
+    return [int(pid) for pid in found]
+
+
+def kill_mount(mountpoint: Path, sig: int = signal.SIGKILL) -> None:
+    """Stop a mount's daemon the hard way and clean its mountpoint."""
+    for pid in daemon_pids(mountpoint):
+        os.kill(pid, sig)
+    subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], capture_output=True)
+    deadline = time.monotonic() + 10
+    while daemon_pids(mountpoint) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    control.socket_path(mountpoint).unlink(missing_ok=True)  # what a SIGKILL leaves
+
+
 class Mount:
     """One mount of an emulator store; ``path`` is the mountpoint."""
 
@@ -202,18 +219,10 @@ class Mount:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Stop the daemon the hard way and clean the mountpoint."""
-        for pid in self.daemon_pids():
-            os.kill(pid, sig)
-        subprocess.run(["fusermount3", "-u", "-z", str(self.path)], capture_output=True)
-        deadline = time.monotonic() + 10
-        while self.daemon_pids() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        control.socket_path(self.path).unlink(missing_ok=True)  # what a SIGKILL leaves
+        kill_mount(self.path, sig)
 
     def daemon_pids(self) -> list[int]:
-        found = subprocess.run(["pgrep", "-f", f"vagonfs mount .*{self.path}"],
-                               capture_output=True, text=True).stdout.split()
-        return [int(pid) for pid in found]
+        return daemon_pids(self.path)
 
     def remount(self) -> None:
         self.stop()

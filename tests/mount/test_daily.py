@@ -14,7 +14,7 @@ import pytest
 
 from vagonfs.mounttable import is_mounted
 
-from .conftest import DaemonLog, sh, vagonfs
+from .conftest import DaemonLog, kill_mount, sh, vagonfs
 
 
 
@@ -45,7 +45,7 @@ def test_demo_mounts_all_three_stores_and_ctrl_c_cleans_up(tmp_path):
         try:
             out, _ = demo.communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            _kill_what_runs_in(tmp_path)
+            _kill_demo(demo, tmp_path)
             raise
     assert demo.returncode == 0, "".join(lines) + out
     assert not any(is_mounted(tmp_path / "mnt" / s) for s in ("vagon", "tenant", "shannon"))
@@ -57,19 +57,13 @@ def test_demo_mounts_all_three_stores_and_ctrl_c_cleans_up(tmp_path):
     assert [problem for log in logs for problem in DaemonLog(log).problems()] == []
 
 
-def _kill_what_runs_in(folder) -> None:
-    """A demo that hung: every process working in ``folder`` (the demo, its
-    emulator, its mount daemons) killed, and its mounts lazily unmounted."""
-    for pid in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if str(folder).encode() in fh.read():
-                    os.kill(int(pid), signal.SIGKILL)
-        except (OSError, ValueError):
-            continue
+def _kill_demo(demo: subprocess.Popen, folder) -> None:
+    """A demo that hung: its mounts killed and cleaned, then the demo (its
+    emulator ends with it)."""
     for store in ("vagon", "tenant", "shannon"):
-        if is_mounted(folder / "mnt" / store):
-            subprocess.run(["fusermount3", "-u", "-z", str(folder / "mnt" / store)])
+        kill_mount(folder / "mnt" / store)
+    os.killpg(demo.pid, signal.SIGKILL)
+    demo.wait()
 
 
 def test_second_mount_on_the_same_mountpoint_is_refused(vagon_mount, tmp_path):
