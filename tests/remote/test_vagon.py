@@ -290,6 +290,39 @@ def test_links_of_many_files_read_at_once_are_asked_eight_at_a_time(emulator_fac
     assert route_counts(emulator)["vagon.download_link"] == 30
 
 
+def test_a_link_asked_in_a_worker_thread_is_retried_and_its_errors_mapped(emulator_factory,
+                                                                         tmp_path):
+    """Links go through the worker-thread connections (HttpClient.request's
+    ``in_worker``): a refusal, a reply cut short and a file gone are judged
+    as on any other call."""
+    emulator = emulator_factory()
+    data = os.urandom(5000)
+
+    async def main():
+        async with store_of(emulator, "vagon") as (store, stats):
+            shared = await find(store, "shared")
+            entry = await _upload(store, shared, "f.bin", data, tmp_path)
+            cut = await _upload(store, shared, "cut.bin", data, tmp_path)
+            gone = await _upload(store, shared, "gone.bin", data, tmp_path)
+            await store.delete(gone)
+            emulator.reset_stats()
+            emulator.set_faults({"rules": [
+                {"route": "vagon.download_link", "status": 503, "times": 1}]})
+            assert await read_all(store, entry) == data
+            emulator.set_faults({"rules": [
+                {"route": "vagon.download_link", "cut_after": 10, "times": 1}]})
+            assert await read_all(store, cut) == data
+            retries = stats.snapshot()["retries"]
+            with pytest.raises(NotFound):
+                await read_all(store, gone)
+            return retries
+
+    assert trio.run(main) == 2
+    stats = emulator.stats()
+    assert stats["requests"] == {"vagon.download_link": 5, "s3.get_object": 2}
+    assert stats["errors"] == {"vagon.download_link": 3}  # 503, cut, and the file gone
+
+
 def test_a_cut_download_resumes_where_it_stopped(emulator_factory, tmp_path):
     emulator = emulator_factory()
     data = os.urandom(1_000_000)

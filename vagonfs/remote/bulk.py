@@ -9,8 +9,10 @@ library's ``http.client`` fills a preallocated 1 MiB buffer with ``readinto``
 (``recv_into`` under the hood, the GIL released while the socket receives) at
 1.0-1.9 GB/s in a worker thread, as fast as ``curl`` of the same link; no
 installed library does better (urllib3 and pycurl are not dependencies). So
-GETs of file bytes go through here, and httpx keeps every API call, where
-its auth, pooling and JSON handling serve and the bytes are few.
+GETs of file bytes go through here, and httpx keeps the API calls, where its
+auth, pooling and JSON handling serve and the bytes are few. The one API call
+made per file read, a Vagon download link, is sent from here too
+(``Reply.whole``; why: ``HttpClient.request``).
 
 The request is still built by the mount's httpx client (its default headers,
 the store's auth), and failures leave as httpx's own exception and reply
@@ -44,6 +46,7 @@ from vagonfs.remote import buffers
 _IDLE_EXPIRY = 20.0
 _IDLE_PER_ORIGIN = 8
 _ERROR_BODY_LIMIT = 64 * 1024
+SMALL_REPLY_LIMIT = 1024 * 1024  # an API reply read whole (Reply.whole)
 
 
 class Reply:
@@ -148,6 +151,29 @@ class Reply:
         except (OSError, http.client.HTTPException):
             body = b""
         self.close()
+        return httpx.Response(self.status_code, headers=self.headers, content=body,
+                              request=self.request)
+
+    def whole(self) -> httpx.Response:
+        """In a worker thread: send the request and read its whole reply, a
+        small one (an API call's JSON, at most ``SMALL_REPLY_LIMIT`` bytes),
+        as httpx's type; a failure on the way is httpx's exception."""
+        try:
+            self.open()
+            response = self._opened()
+            declared = response.length
+            try:
+                # read() of a declared length raises on a cut body; read(n) would not
+                body = (b"" if declared is not None and declared > SMALL_REPLY_LIMIT
+                        else response.read() if declared is not None
+                        else response.read(SMALL_REPLY_LIMIT + 1))
+            except (OSError, http.client.HTTPException) as exc:
+                raise _transport_error(exc, self.request, reading=True) from None
+            if (declared or len(body)) > SMALL_REPLY_LIMIT:
+                raise RemoteIOError(f"GET {self.request.url.path}: a reply of more than "
+                                    f"{SMALL_REPLY_LIMIT} bytes where a small one was expected")
+        finally:
+            self.close()
         return httpx.Response(self.status_code, headers=self.headers, content=body,
                               request=self.request)
 

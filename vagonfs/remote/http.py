@@ -103,16 +103,30 @@ class HttpClient:
     async def request(self, method: str, url: httpx.URL | str, *, params=None,
                       headers: dict[str, str] | None = None, content: Body = None,
                       auth: httpx.Auth | None = None, idempotent: bool = True,
-                      errors: ErrorMapper = status_error) -> httpx.Response:
-        """Send until success or a final failure; the reply's body is read."""
+                      errors: ErrorMapper = status_error,
+                      in_worker: bool = False) -> httpx.Response:
+        """Send until success or a final failure; the reply's body is read.
+
+        ``in_worker``: a GET with a small reply, sent over ``bulk``'s
+        connections in a worker thread, for a call made once per file read
+        (a Vagon download link). Measured against the emulator, eight at a
+        time: 0.9 ms of CPU a request this way, 1.5-1.6 ms through httpx's
+        async transport, all of it on the trio thread that also answers FUSE
+        (a folder of small files copied out spent 45% of it asking links).
+        The request is still httpx's, built and signed as any other, and its
+        failures are judged by the same retry policy.
+        """
         failures = 0
         while True:
             body = content() if callable(content) else content
             request = self.client.build_request(method, url, params=params, headers=headers,
                                                 content=body)
             try:
-                response = await self._send(request, auth)
-                await response.aread()
+                if in_worker:
+                    response = await self._send_in_worker(request, auth)
+                else:
+                    response = await self._send(request, auth)
+                    await response.aread()
             except httpx.TransportError as exc:
                 failures = await self._failed(request, exc, failures, idempotent)
                 continue
@@ -248,13 +262,28 @@ class HttpClient:
                 return
             count -= got
 
-    async def _receive(self, reply: bulk.Reply, fill: Callable, *args):
-        """``fill(*args)`` (a read of the body) in a worker thread; its result."""
+    async def _receive(self, reply: bulk.Reply, work: Callable, *args):
+        """``work(*args)`` (a read of the reply) in a worker thread; its result."""
         try:
-            return await trio.to_thread.run_sync(fill, *args, abandon_on_cancel=True)
+            return await trio.to_thread.run_sync(work, *args, abandon_on_cancel=True)
         except trio.Cancelled:
             reply.abort()  # the abandoned worker wakes and ends
             raise
+
+    async def _send_in_worker(self, request: httpx.Request,
+                              auth: httpx.Auth | None) -> httpx.Response:
+        if request.method != "GET":
+            raise ValueError(f"only a GET goes through a worker thread, not {request.method}")
+        if auth is not None:
+            request = next(auth.sync_auth_flow(request))
+        self.stats.requests += 1
+        started = time.monotonic()
+        reply = bulk.Reply(self.bulk, request)
+        response = await self._receive(reply, reply.whole)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("GET %s -> %d (%.0f ms)", safe_url(request.url), response.status_code,
+                      (time.monotonic() - started) * 1000)
+        return response
 
     async def _send(self, request: httpx.Request, auth: httpx.Auth | None,
                     stream: bool = False) -> httpx.Response:

@@ -91,14 +91,17 @@ class VagonApi:
         self._auth = HmacAuth(api_key, api_secret)
 
     async def call(self, method: str, path: str, *, params: dict | None = None,
-                   body: dict | None = None, idempotent: bool = True) -> dict:
-        """One signed request; the reply's JSON object (envelope included)."""
+                   body: dict | None = None, idempotent: bool = True,
+                   in_worker: bool = False) -> dict:
+        """One signed request; the reply's JSON object (envelope included).
+        ``in_worker``: see ``HttpClient.request``."""
         content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json"} if content is not None else None
         params = {k: v for k, v in (params or {}).items() if v is not None}
         response = await self.http.request(method, self._base + path, params=params or None,
                                            headers=headers, content=content, auth=self._auth,
-                                           idempotent=idempotent, errors=vagon_error)
+                                           idempotent=idempotent, errors=vagon_error,
+                                           in_worker=in_worker)
         if not response.content:
             return {}
         try:
@@ -173,7 +176,7 @@ class VagonApi:
 
     async def download_link(self, file_id: int) -> dict:
         """``{url, size, name, content_type, expires_at}``; the URL is presigned."""
-        return await self.call("GET", f"/files/{file_id}/download")
+        return await self.call("GET", f"/files/{file_id}/download", in_worker=True)
 
     async def capacity(self, machine_id: int | None = None) -> dict:
         return await self.call("GET", "/files/capacity", params={"machine_id": machine_id})

@@ -7,12 +7,11 @@ shortly before it expires, and replaced at once when the object store
 refuses it (403).
 
 At most ``ASKED_AT_ONCE`` links are asked at a time, however many files are
-fetched ahead (a folder copied: ``core/folder_prefetch.py``). Every
-connection idle in httpx's pool costs each later request ~26 us of CPU on the
-trio thread (httpcore polls each one to see whether the server closed it):
-measured against the emulator, 0.75 ms a request with one idle connection and
-1.38 ms with 24, the pool a folder's 24 prefetches grew to. Eight links at a
-time still ask 160 a second where a request takes 50 ms.
+fetched ahead (a folder copied: ``core/folder_prefetch.py``), each over a
+connection of its own: eight at a time still ask 160 a second where a
+request takes 50 ms, and a folder's 24 prefetches do not open 24 connections
+to the API. Links are asked in a worker thread (``HttpClient.request``'s
+``in_worker``), so asking them costs the trio thread little.
 """
 
 from __future__ import annotations
