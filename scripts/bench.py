@@ -166,7 +166,7 @@ def case_read(rig: Rig, fig: Figures, s: Settings) -> None:
                 seconds = dd_read(path, s.size)
             fig.put(f"warm_{who}", mb_s(s.size, seconds), read_ahead_kb=read_ahead, **cpu)
         if who == "root":  # what the disk under the cache gives, the same bytes read the same way
-            data_file = max(m.cache.rglob("*.data"), key=lambda p: p.stat().st_size)
+            data_file = max(m.cache.rglob("*.blocks"), key=lambda p: p.stat().st_size)
             drop_page_cache()
             fig.put("cache_disk", mb_s(s.size, dd_read(data_file, s.size)))
 

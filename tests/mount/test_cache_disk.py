@@ -74,7 +74,7 @@ def test_a_damaged_block_on_disk_is_fetched_again_not_served(mount_factory, emul
         assert time.monotonic() < deadline, mount.status()["cache"]
         time.sleep(0.05)
     mount.stop()
-    [damaged] = (mount.cache / "emu" / "blocks").glob("*.data")  # one sparse file per object
+    [damaged] = (mount.cache / "emu" / "blocks").glob("*.blocks")  # one sparse file per object
     with open(damaged, "r+b") as fh:  # block 1: one byte changed
         fh.seek(MiB + 4321)
         byte = fh.read(1)

@@ -12,18 +12,24 @@ from vagonfs.cache import block_files, blocks
 from vagonfs.cache.blocks import BLOCK_SIZE, BlockCache, object_id
 
 
-async def put(cache: BlockCache, block, data) -> None:
+SIZE = 64 * BLOCK_SIZE  # the objects' size, unless a test says otherwise
+
+
+async def put(cache: BlockCache, block, data, size: int = SIZE) -> None:
     await cache.reserve_write()
-    cache.keep(block, data)
+    cache.keep(block, data, size)
     await cache.write_kept()
 
 
-def data_file(root, obj):
-    return root / "blocks" / f"{obj}.data"
+def object_file(root, obj):
+    return root / "blocks" / f"{obj}.blocks"
 
 
-def index_file(root, obj):
-    return root / "blocks" / f"{obj}.index"
+def index_bytes(root, obj, size: int = SIZE) -> bytes:
+    """The object's index: what its file holds past its last block."""
+    with open(object_file(root, obj), "rb") as fh:
+        fh.seek(block_files.data_end(size))
+        return fh.read()
 
 
 def test_lru_bound_evicts_oldest_blocks_and_frees_their_disk(tmp_path):
@@ -34,10 +40,9 @@ def test_lru_bound_evicts_oldest_blocks_and_frees_their_disk(tmp_path):
         for index in range(6):
             await put(cache, (obj, index), bytearray([index]) * BLOCK_SIZE)
         assert cache.used_bytes == 4 * BLOCK_SIZE
-        # evicted blocks are holes in the data file; an object with none left has no files
-        assert os.stat(data_file(tmp_path, obj)).st_blocks * 512 < 5 * BLOCK_SIZE
-        assert not data_file(tmp_path, other).exists()
-        assert not index_file(tmp_path, other).exists()
+        # evicted blocks are holes in the object's file; an object with none left has no file
+        assert os.stat(object_file(tmp_path, obj)).st_blocks * 512 < 5 * BLOCK_SIZE
+        assert not object_file(tmp_path, other).exists()
         again = BlockCache(tmp_path, 4 * BLOCK_SIZE)  # from disk, not memory
         assert again.used_bytes == 4 * BLOCK_SIZE
         assert not again.has((obj, 0)) and not again.has((obj, 1))
@@ -55,7 +60,7 @@ def test_versions_are_separate_objects_and_index_survives_restart(tmp_path):
         await put(cache, (new, 0), b"new")
         cache.drop_object(old)
         assert not cache.has((old, 0))
-        assert not data_file(tmp_path, old).exists()
+        assert not object_file(tmp_path, old).exists()
         again = BlockCache(tmp_path, 64 * BLOCK_SIZE)
         assert again.has((new, 0)) and not again.has((old, 0))
         assert bytes(await again.load((new, 0), 3)) == b"new"
@@ -69,14 +74,16 @@ def test_a_damaged_or_torn_block_is_dropped_not_served(tmp_path, caplog):
         obj = object_id("key", "v1")
         for index in range(4):
             await put(cache, (obj, index), os.urandom(BLOCK_SIZE))
-        with open(data_file(tmp_path, obj), "r+b") as fh:
+        with open(object_file(tmp_path, obj), "r+b") as fh:
             fh.seek(12345)  # block 0: one byte changed
             byte = fh.read(1)
             fh.seek(12345)
             fh.write(bytes([byte[0] ^ 0xFF]))
             fh.seek(BLOCK_SIZE + BLOCK_SIZE // 2)  # block 1: its second half never written
             fh.write(bytes(BLOCK_SIZE // 2))
-            fh.truncate(3 * BLOCK_SIZE + 1000)  # block 3: torn short
+            fh.flush()
+            # block 3: its disk space lost past its first 1000 bytes
+            block_files.punch(fh.fileno(), 3 * BLOCK_SIZE + 1000, BLOCK_SIZE - 1000)
         again = BlockCache(tmp_path, 64 * BLOCK_SIZE)
         assert await again.load((obj, 0), BLOCK_SIZE) is None
         assert await again.load((obj, 1), BLOCK_SIZE) is None
@@ -93,28 +100,47 @@ def test_a_damaged_or_torn_block_is_dropped_not_served(tmp_path, caplog):
     assert len([r for r in caplog.records if "dropped, fetching it again" in r.getMessage()]) == 4
 
 
-def test_a_torn_or_lost_index_record_means_not_cached(tmp_path):
+def test_a_damaged_or_torn_index_record_means_not_cached(tmp_path):
     async def main():
         cache = BlockCache(tmp_path, 64 * BLOCK_SIZE)
         obj = object_id("key", "v1")
         for index in range(4):
             await put(cache, (obj, index), bytearray([index]) * BLOCK_SIZE)
-        index = index_file(tmp_path, obj)
-        records = bytearray(index.read_bytes())
+        path = object_file(tmp_path, obj)
+        records = bytearray(index_bytes(tmp_path, obj))
         size = len(records) // 4
         records[size + 3] ^= 0x01  # block 1's record damaged
-        del records[-5:]  # block 3's record torn (and a later one lost would be missing)
-        index.write_bytes(records)
+        with open(path, "r+b") as fh:
+            fh.seek(block_files.data_end(SIZE))
+            fh.write(records)
         again = BlockCache(tmp_path, 64 * BLOCK_SIZE)
-        assert [again.has((obj, i)) for i in range(4)] == [True, False, True, False]
-        assert again.used_bytes == 2 * BLOCK_SIZE
+        assert [again.has((obj, i)) for i in range(4)] == [True, False, True, True]
+        assert again.used_bytes == 3 * BLOCK_SIZE
         assert bytes((await again.load((obj, 2), BLOCK_SIZE))[:2]) == b"\x02\x02"
-        # the index was rewritten without them: its records are all whole again
-        assert len(index.read_bytes()) == 2 * size
-        # an index lost altogether: the object's data file goes, nothing is served from it
-        index.unlink()
+        # the index was rewritten without it: its records are all whole again
+        assert len(index_bytes(tmp_path, obj)) == 3 * size
+        # the last record torn (a crash while it was appended): where the index
+        # starts is not known, so the object's file goes and nothing is served from it
+        os.truncate(path, path.stat().st_size - 5)
         assert BlockCache(tmp_path, 64 * BLOCK_SIZE).used_bytes == 0
-        assert not data_file(tmp_path, obj).exists()
+        assert not path.exists()
+
+    trio.run(main)
+
+
+def test_a_small_file_is_one_file_whose_index_follows_its_block(tmp_path):
+    async def main():
+        cache = BlockCache(tmp_path, 64 * BLOCK_SIZE)
+        obj = object_id("small", "v1")
+        await put(cache, (obj, 0), b"tiny", size=4)
+        assert os.listdir(tmp_path / "blocks") == [f"{obj}.blocks"]
+        assert len(index_bytes(tmp_path, obj, 4)) == 40  # one record, at 1 MiB
+        cache.drop_object(obj)
+        await put(cache, (obj, 0), b"tiny", size=4)
+        again = BlockCache(tmp_path, 64 * BLOCK_SIZE)
+        assert bytes(await again.load((obj, 0), 4)) == b"tiny"
+        again.drop_object(obj)
+        assert not os.listdir(tmp_path / "blocks")
 
     trio.run(main)
 
@@ -123,6 +149,9 @@ def test_a_cache_in_the_former_layout_is_removed_at_start(tmp_path):
     old = tmp_path / "blocks" / object_id("key", "v1")
     old.mkdir(parents=True)
     (old / f"0-{0:016x}").write_bytes(b"a block in its own file")
+    older = tmp_path / "blocks" / object_id("key", "v2")  # a data file and its index file
+    older.with_suffix(".data").write_bytes(b"a block")
+    older.with_suffix(".index").write_bytes(b"its record")
     cache = BlockCache(tmp_path, 64 * BLOCK_SIZE)
     assert cache.used_bytes == 0
     assert not list((tmp_path / "blocks").iterdir())
@@ -133,12 +162,12 @@ def test_a_full_disk_shrinks_the_cache_and_reads_go_on(tmp_path, monkeypatch, ca
 
     def small_disk(root, blocks):  # a disk that holds 12 blocks
         results = []
-        for block, data in blocks:
-            data_path = root / f"{block[0]}.data"
-            if data_path.exists() and os.stat(data_path).st_blocks * 512 >= 12 * BLOCK_SIZE:
+        for block, data, end in blocks:
+            path = root / f"{block[0]}.blocks"
+            if path.exists() and os.stat(path).st_blocks * 512 >= 12 * BLOCK_SIZE:
                 results.append(OSError(errno.ENOSPC, "No space left on device"))
             else:
-                results += real_write(root, [(block, data)])
+                results += real_write(root, [(block, data, end)])
         return results
 
     monkeypatch.setattr(block_files, "write_blocks", small_disk)
@@ -151,7 +180,7 @@ def test_a_full_disk_shrinks_the_cache_and_reads_go_on(tmp_path, monkeypatch, ca
             assert bytes(cache.get((obj, index))[:2]) == bytes([index, index])  # from memory
         assert cache.disk_full
         assert cache.used_bytes <= 12 * BLOCK_SIZE - blocks._FULL_DISK_MARGIN
-        assert os.stat(data_file(tmp_path, obj)).st_blocks * 512 <= cache.used_bytes + BLOCK_SIZE
+        assert os.stat(object_file(tmp_path, obj)).st_blocks * 512 <= cache.used_bytes + BLOCK_SIZE
         again = BlockCache(tmp_path, 64 * BLOCK_SIZE)  # what is on disk is whole
         assert again.used_bytes == cache.used_bytes
         assert bytes((await again.load((obj, 19), BLOCK_SIZE))[:2]) == b"\x13\x13"

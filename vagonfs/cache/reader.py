@@ -274,7 +274,7 @@ class Reader:
     async def _deliver(self, run: _Run, data: Buffer) -> None:
         """Hand a block to its readers now; its disk write follows on its own."""
         await self._cache.reserve_write()  # a disk that lags slows the fetch, not memory
-        if self._cache.keep((run.obj, run.next), data):
+        if self._cache.keep((run.obj, run.next), data, run.entry.size):
             supervise.spawn(self._nursery, "cache write", self._cache.write_kept)
         event = run.fetches.waiting.pop(run.next, None)
         if event is not None:
