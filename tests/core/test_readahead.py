@@ -203,10 +203,11 @@ def test_read_ahead_of_all_handles_stays_within_the_in_flight_bound(tmp_path):
 
     async def body(reader: Reader) -> None:
         gates = {key: store.gate("read", key=key) for key in held_files}
-        for key in held_files:  # whole small files fetched ahead, as a folder copy does
-            reader.prefetch(store.entry(key))
+        # whole small files fetched ahead, as a folder copy does
+        started = [reader.prefetch(store.entry(key)) for key in held_files]
         await trio.testing.wait_all_tasks_blocked()
         assert store.calls["read"] == MAX_INFLIGHT_BLOCKS  # the last two had no room
+        assert started == [True] * MAX_INFLIGHT_BLOCKS + [False] * 2  # and were told so
 
         gates[held_files[0]].open()  # one block lands: room for one block ahead
         await trio.testing.wait_all_tasks_blocked()

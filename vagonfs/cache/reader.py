@@ -113,17 +113,19 @@ class Reader:
                  for index in range(first, last + 1)]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def prefetch(self, entry: Entry) -> None:
+    def prefetch(self, entry: Entry) -> bool:
         """Start fetching a whole file into the cache without waiting (a small
         file about to be read, as when a folder is copied). Nothing happens when
-        it is cached or on its way, or when read-ahead is at its bound."""
+        it is cached or on its way, or when read-ahead is at its bound: then
+        False, the caller may ask again later."""
         if entry.is_dir or not entry.ready or entry.size <= 0:
-            return
+            return True
         nblocks = -(-entry.size // BLOCK_SIZE)
         if self._inflight + nblocks > MAX_INFLIGHT_BLOCKS:
-            return
+            return False
         obj = object_id(self._store.cache_key(entry.key), entry.version)
         self._start_missing(entry, obj, 0, nblocks - 1, counted=True)
+        return True
 
     def release(self, state: ReadState) -> None:
         """The handle closed: stop what its cursor still fetches."""
