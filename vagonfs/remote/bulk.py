@@ -151,8 +151,7 @@ class Reply:
         except (OSError, http.client.HTTPException):
             body = b""
         self.close()
-        return httpx.Response(self.status_code, headers=self.headers, content=body,
-                              request=self.request)
+        return self._as_response(body)
 
     def whole(self) -> httpx.Response:
         """In a worker thread: send the request and read its whole reply, a
@@ -174,6 +173,9 @@ class Reply:
                                     f"{SMALL_REPLY_LIMIT} bytes where a small one was expected")
         finally:
             self.close()
+        return self._as_response(body)
+
+    def _as_response(self, body: bytes) -> httpx.Response:
         return httpx.Response(self.status_code, headers=self.headers, content=body,
                               request=self.request)
 

@@ -90,6 +90,11 @@ class HeaderAuth(httpx.Auth):
         return f"HeaderAuth({self._name})"
 
 
+def _signed(request: httpx.Request, auth: httpx.Auth | None) -> httpx.Request:
+    """A request sent outside httpx's client (``bulk``), with ``auth`` applied."""
+    return request if auth is None else next(auth.sync_auth_flow(request))
+
+
 class HttpClient:
     """Requests with retries, error mapping and statistics, over one shared client."""
 
@@ -169,7 +174,7 @@ class HttpClient:
             request = self._range_request(url, stream, auth)
             reply = bulk.Reply(self.bulk, request)
             try:
-                await self._send_bulk(reply, stream.small())
+                await self._send_bulk(reply, reply.open, stream.small())
             except httpx.TransportError as exc:
                 stream.failures = await self._failed(request, exc, stream.failures, True)
                 continue
@@ -207,8 +212,7 @@ class HttpClient:
         if stream.position or stream.end is not None:
             last = "" if stream.end is None else str(stream.end - 1)
             headers["Range"] = f"bytes={stream.position}-{last}"
-        request = self.client.build_request("GET", url, headers=headers)
-        return request if auth is None else next(auth.sync_auth_flow(request))
+        return _signed(self.client.build_request("GET", url, headers=headers), auth)
 
     async def _body(self, reply: bulk.Reply, stream: _Stream) -> AsyncIterator[memoryview]:
         """The reply's body into the stream's buffers (received in one worker
@@ -238,17 +242,16 @@ class HttpClient:
         finally:
             await body.stop()
 
-    async def _send_bulk(self, reply: bulk.Reply, small: int = 0) -> None:
+    async def _send_bulk(self, reply: bulk.Reply, send: Callable, *args):
+        """``send(*args)`` (the reply's ``open`` or ``whole``) in a worker
+        thread, counted and logged as a request; its result."""
         self.stats.requests += 1
         started = time.monotonic()
-        try:
-            await trio.to_thread.run_sync(reply.open, small, abandon_on_cancel=True)
-        except trio.Cancelled:
-            reply.abort()  # the abandoned worker's connection is closed, not left sending
-            raise
+        result = await self._receive(reply, send, *args)
         if log.isEnabledFor(logging.DEBUG):  # redacting a URL costs ~0.1 ms: only when shown
             log.debug("GET %s -> %d (%.0f ms)", safe_url(reply.request.url), reply.status_code,
                       (time.monotonic() - started) * 1000)
+        return result
 
     async def _skip(self, reply: bulk.Reply, count: int) -> None:
         """Read past the first ``count`` bytes of a body, in bounded memory."""
@@ -267,23 +270,15 @@ class HttpClient:
         try:
             return await trio.to_thread.run_sync(work, *args, abandon_on_cancel=True)
         except trio.Cancelled:
-            reply.abort()  # the abandoned worker wakes and ends
+            reply.abort()  # the abandoned worker wakes and ends, its connection closed
             raise
 
     async def _send_in_worker(self, request: httpx.Request,
                               auth: httpx.Auth | None) -> httpx.Response:
         if request.method != "GET":
             raise ValueError(f"only a GET goes through a worker thread, not {request.method}")
-        if auth is not None:
-            request = next(auth.sync_auth_flow(request))
-        self.stats.requests += 1
-        started = time.monotonic()
-        reply = bulk.Reply(self.bulk, request)
-        response = await self._receive(reply, reply.whole)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("GET %s -> %d (%.0f ms)", safe_url(request.url), response.status_code,
-                      (time.monotonic() - started) * 1000)
-        return response
+        reply = bulk.Reply(self.bulk, _signed(request, auth))
+        return await self._send_bulk(reply, reply.whole)
 
     async def _send(self, request: httpx.Request, auth: httpx.Auth | None,
                     stream: bool = False) -> httpx.Response:
