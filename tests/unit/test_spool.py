@@ -82,8 +82,8 @@ def test_new_spools_are_files_made_ahead_and_small_ones_come_back_empty(tmp_path
         files.adopt(set())  # as a mount starts: the folder sorted out, then stocked
         async with trio.open_nursery() as nursery:
             nursery.start_soon(files.keep_stocked)
-            with trio.fail_after(10):
-                while len(os.listdir(tmp_path)) < spool_module.STOCK:
+            with trio.fail_after(10):  # made, and handed back by the worker thread
+                while len(files._ready) < spool_module.STOCK:
                     await trio.sleep(0.01)
             made = {inode(p) for p in tmp_path.iterdir()}
             spool = files.new()
