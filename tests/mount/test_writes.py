@@ -19,6 +19,8 @@ from vagonfs.mounttable import is_mounted
 
 from .conftest import sh
 
+MiB = 1024 * 1024
+
 UPLOADS = {"vagon": "vagon.complete", "tenant": "tenant.upload"}
 WRITABLE = [pytest.param("vagon", "shared", id="vagon"), pytest.param("tenant", "", id="tenant")]
 
@@ -146,26 +148,38 @@ def test_append_only_log_fsyncs_each_record(mount_factory, store, subpath):
     assert path.read_bytes() == b"".join(records)
 
 
-@pytest.fixture
-def small_cache_dir(tmp_path):
-    """A 6 MiB tmpfs for ``--cache-dir`` (we are root), unmounted in teardown.
-    Requested before ``mount_factory``, so it is torn down after the mount."""
+@pytest.fixture(params=["tmpfs", "ext4"])
+def small_cache_dir(request, tmp_path):
+    """A small disk for ``--cache-dir`` (we are root), unmounted in teardown:
+    a 6 MiB tmpfs (no ``O_DIRECT``: every write buffered) or a 40 MiB ext4
+    image (whole-page writes direct, and answered before they land). Requested
+    before ``mount_factory``, so it is torn down after the mount. Yields the
+    folder and the disk's size."""
     path = tmp_path / "small-cache"
     path.mkdir()
+    if request.param == "tmpfs":
+        size, commands = 6 * MiB, [["mount", "-t", "tmpfs", "-o", "size=6m,mode=0700",
+                                    "tmpfs", str(path)]]
+    else:
+        image = tmp_path / "cache.ext4"
+        size, commands = 40 * MiB, [["truncate", "-s", "40M", str(image)],
+                                     ["mkfs.ext4", "-q", "-F", str(image)],
+                                     ["mount", "-o", "loop", str(image), str(path)]]
     try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs", str(path)],
-                       check=True, capture_output=True, timeout=30)
+        for command in commands:
+            subprocess.run(command, check=True, capture_output=True, timeout=30)
     except (subprocess.CalledProcessError, FileNotFoundError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here: {exc}")
-    yield path
+        pytest.skip(f"cannot make a small {request.param} disk here: {exc}")
+    yield path, size
     subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=30)
 
 
 @pytest.mark.parametrize("store,subpath", WRITABLE)
 def test_full_cache_disk_fails_the_write_with_enospc_and_loses_nothing(
         small_cache_dir, mount_factory, store, subpath):
+    cache_dir, disk_size = small_cache_dir
     mount = mount_factory(store, subpath=subpath,
-                          options=("--cache-dir", str(small_cache_dir),
+                          options=("--cache-dir", str(cache_dir),
                                    "--write-back-delay", "3s"))
     before = mount.calls()
     earlier = os.urandom(1024 * 1024)
@@ -176,10 +190,10 @@ def test_full_cache_disk_fails_the_write_with_enospc_and_loses_nothing(
     fd = os.open(mount.path / "too-big.bin", os.O_WRONLY | os.O_CREAT, 0o644)
     try:
         with pytest.raises(OSError) as caught:
-            while written < 64 * len(chunk):  # ten times the disk
+            while written < 10 * disk_size:
                 written += os.write(fd, chunk)
-        assert caught.value.errno == errno.ENOSPC
-        assert written < 6 * len(chunk)
+        assert caught.value.errno == errno.ENOSPC  # at a write, not at the close
+        assert written < disk_size
     finally:
         try:
             os.close(fd)
@@ -198,6 +212,32 @@ def test_full_cache_disk_fails_the_write_with_enospc_and_loses_nothing(
     assert (mount.path / "earlier.bin").read_bytes() == earlier
     assert (mount.path / "later.txt").read_text() == "later\n"
     assert not (mount.path / "too-big.bin").exists()
+
+
+@pytest.mark.parametrize("store,subpath", WRITABLE)
+def test_a_write_refused_by_the_disk_after_it_was_answered_fails_the_close_loses_nothing(
+        mount_factory, store, subpath):
+    """The daemon's file size limit (``prlimit``), as a failing disk would,
+    refuses the spool's bytes past 2 MiB after their ``write`` was answered."""
+    mount = mount_factory(store, subpath=subpath)
+    before = mount.calls()
+    data = os.urandom(4 * MiB)
+    [pid] = mount.daemon_pids()
+    subprocess.run(["prlimit", f"--pid={pid}", f"--fsize={2 * MiB}:unlimited"],
+                   check=True, timeout=30)
+    fd = os.open(mount.path / "refused.bin", os.O_WRONLY | os.O_CREAT, 0o644)
+    answered = [os.write(fd, data[index * MiB:][:MiB]) for index in range(4)]
+    with pytest.raises(OSError) as caught:
+        os.close(fd)
+    subprocess.run(["prlimit", f"--pid={pid}", "--fsize=unlimited:unlimited"],
+                   check=True, timeout=30)
+    assert answered == [MiB] * 4  # answered before the disk refused the last two
+    assert caught.value.errno == errno.EIO
+    mount.expect_log(r"spool write: local disk: File too large")
+    mount.wait_uploaded()  # the kept writes landed once the disk took them again
+    assert uploads_since(mount, before) == 1
+    mount.remount()
+    assert (mount.path / "refused.bin").read_bytes() == data
 
 
 @pytest.mark.parametrize("store,subpath", WRITABLE)

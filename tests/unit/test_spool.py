@@ -1,23 +1,31 @@
 """Spools take writes at any offset; whole-page writes go to disk with O_DIRECT
-and the rest buffered, and what is read back is always what was written last.
+(answered before they land, when the mount's write-behind queue runs) and the
+rest buffered, and what is read back is always what was written last; a write
+that failed on the way is kept and its error raised until it lands.
 Spool files are made ahead and small ones kept for the next spool, never while
 somebody still reads them, and never one the journal names."""
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import resource
+import signal
 
+import pytest
 import trio
 
 from vagonfs.cache import spool as spool_module
 from vagonfs.cache.spool import Spool, SpoolFiles
+from vagonfs.errors import LocalDiskError
 from vagonfs.remote import buffers
 
 MiB = 1024 * 1024
 
 
-def test_direct_and_buffered_writes_on_one_file_read_back_as_written(tmp_path):
+@pytest.mark.parametrize("behind", [True, False], ids=["writes-behind", "no-queue"])
+def test_direct_and_buffered_writes_on_one_file_read_back_as_written(tmp_path, behind):
     rng = random.Random(7)
     expected = bytearray()
 
@@ -28,7 +36,14 @@ def test_direct_and_buffered_writes_on_one_file_read_back_as_written(tmp_path):
         expected[offset:end] = data
 
     async def main():
-        spool = SpoolFiles(tmp_path).new()
+        async with trio.open_nursery() as nursery:
+            files = SpoolFiles(tmp_path)
+            if behind:
+                await nursery.start(files.behind.run)
+            await check(files.new())
+            nursery.cancel_scope.cancel()
+
+    async def check(spool: Spool) -> None:
         try:
             for index in range(4):  # what cp sends: whole MiBs, direct
                 await write(spool, index * MiB, rng.randbytes(MiB))
@@ -36,15 +51,54 @@ def test_direct_and_buffered_writes_on_one_file_read_back_as_written(tmp_path):
             await write(spool, 100, rng.randbytes(200_000))  # unaligned over direct bytes
             await write(spool, 2 * MiB, rng.randbytes(256 * 1024))  # direct over buffered
             await write(spool, MiB - 4096, rng.randbytes(8192))  # small, inline
+            for index in range(4, 8):  # whole MiBs over one another, in order
+                await write(spool, 4 * MiB + 4096 * index, rng.randbytes(MiB))
             assert spool._direct_fd >= 0  # the whole MiBs did go direct (ext4, not tmpfs)
             assert spool.size == len(expected)
             assert await spool.read(0, spool.size + 10) == bytes(expected)
-            with spool.reader() as reader:
+            with await spool.reader() as reader:
                 assert reader.read() == bytes(expected)
         finally:
             spool.discard()
 
     trio.run(main)
+    assert not os.listdir(tmp_path)
+
+
+def test_a_write_that_fails_on_the_way_is_kept_and_its_error_raised_until_it_lands(tmp_path):
+    """The file size limit (RLIMIT_FSIZE) refuses the disk writes past 2 MiB
+    the way a failing disk would, after ``write`` has answered."""
+    data = os.urandom(4 * MiB)
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, not the signal
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            files = SpoolFiles(tmp_path)
+            await nursery.start(files.behind.run)
+            spool = files.new()
+            resource.setrlimit(resource.RLIMIT_FSIZE, (2 * MiB, limit[1]))
+            try:
+                for index in range(4):  # all answered: the last two fail on the way
+                    assert await spool.write(index * MiB, data[index * MiB:][:MiB]) == MiB
+                with pytest.raises(LocalDiskError) as caught:
+                    await spool.settle()  # what close and fsync wait on
+                assert caught.value.errno == errno.EIO
+                with pytest.raises(LocalDiskError):  # nothing reads the spool short of them
+                    await spool.read(0, 4 * MiB)
+                with pytest.raises(LocalDiskError):
+                    await spool.reader()
+            finally:
+                resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+            await spool.settle()  # the disk takes them again: the kept writes land
+            assert await spool.read(0, 4 * MiB + 1) == data
+            spool.discard()
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    finally:
+        signal.signal(signal.SIGXFSZ, handler)
     assert not os.listdir(tmp_path)
 
 
@@ -109,7 +163,7 @@ def test_a_spool_still_read_or_big_is_removed_not_kept(tmp_path):
         files = SpoolFiles(tmp_path)
         read = files.new()
         await read.write(0, b"being uploaded")
-        with read.reader() as source:
+        with await read.reader() as source:
             read.discard()  # e.g. deleted while its upload reads it
             assert source.read() == b"being uploaded"  # the open file keeps its bytes
         big = files.new()

@@ -272,6 +272,7 @@ class WriteBack:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             supervise.spawn(nursery, "making spool files", self.spools.keep_stocked)
+            supervise.spawn(nursery, "spool writes behind", self.spools.behind.run)
             task_status.started()
             while True:
                 self._wakeup = trio.Event()

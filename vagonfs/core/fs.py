@@ -250,12 +250,21 @@ class Filesystem:
     async def flush(self, fh: int) -> None:
         handle = self.handles.file(fh)
         if handle.writable:
+            await self._settle(handle.node)
             self.writeback.flushed(handle.node)
 
     async def fsync(self, fh: int) -> None:
         handle = self.handles.file(fh)
         if handle.node.dirty is not None:
+            await self._settle(handle.node)
             await self.writeback.upload_now(handle.node)
+
+    @staticmethod
+    async def _settle(node: Node) -> None:
+        """The file's writes answered before they landed have landed, or this
+        raises their errno: only then is it journaled or uploaded."""
+        if node.dirty is not None:
+            await node.dirty.spool.settle()
 
     def release(self, fh: int) -> None:
         handle = self.handles.pop(fh)

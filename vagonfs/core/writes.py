@@ -109,7 +109,7 @@ class Writes:
             return
         parent = self._namespace.node(node.parent)
         folder = await self._namespace.entry(parent)
-        with spool.reader() as source:
+        with await spool.reader() as source:
             entry = await self.store.upload(folder, node.name, source, spool.size,
                                             content_type=content_type(node.name),
                                             progress=progress)
