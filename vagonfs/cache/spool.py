@@ -212,7 +212,7 @@ class Spool:
             buffers.reuse(aligned)
             if written != len(data):
                 raise OSError(errno.ENOSPC, f"{written} of {len(data)} bytes written")
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - kept: settle raises its errno
             log.debug("spool write at %d of %s failed on the way (%s); kept to try again",
                       offset, self.path.name, exc)
             self._unlanded.append((offset, data))
