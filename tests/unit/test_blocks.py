@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
 
 import trio
 
@@ -133,14 +134,14 @@ def test_a_small_file_is_one_file_whose_index_follows_its_block(tmp_path):
         cache = BlockCache(tmp_path, 64 * BLOCK_SIZE)
         obj = object_id("small", "v1")
         await put(cache, (obj, 0), b"tiny", size=4)
-        assert os.listdir(tmp_path / "blocks") == [f"{obj}.blocks"]
+        assert set(os.listdir(tmp_path / "blocks")) == {f"{obj}.blocks", block_files.CACHEDIR_TAG}
         assert len(index_bytes(tmp_path, obj, 4)) == 40  # one record, at 1 MiB
         cache.drop_object(obj)
         await put(cache, (obj, 0), b"tiny", size=4)
         again = BlockCache(tmp_path, 64 * BLOCK_SIZE)
         assert bytes(await again.load((obj, 0), 4)) == b"tiny"
         again.drop_object(obj)
-        assert not os.listdir(tmp_path / "blocks")
+        assert os.listdir(tmp_path / "blocks") == [block_files.CACHEDIR_TAG]
 
     trio.run(main)
 
@@ -154,7 +155,7 @@ def test_a_cache_in_the_former_layout_is_removed_at_start(tmp_path):
     older.with_suffix(".index").write_bytes(b"its record")
     cache = BlockCache(tmp_path, 64 * BLOCK_SIZE)
     assert cache.used_bytes == 0
-    assert not list((tmp_path / "blocks").iterdir())
+    assert os.listdir(tmp_path / "blocks") == [block_files.CACHEDIR_TAG]
 
 
 def test_a_full_disk_shrinks_the_cache_and_reads_go_on(tmp_path, monkeypatch, caplog):
@@ -187,3 +188,25 @@ def test_a_full_disk_shrinks_the_cache_and_reads_go_on(tmp_path, monkeypatch, ca
 
     trio.run(main)
     assert len([r for r in caplog.records if "cache disk is full" in r.getMessage()]) == 1
+
+
+def test_the_blocks_folder_is_tagged_for_backup_tools_and_the_spools_are_not(tmp_path):
+    async def main():
+        cache = BlockCache(tmp_path, 64 * BLOCK_SIZE)
+        obj = object_id("key", "v1")
+        await put(cache, (obj, 0), b"b" * BLOCK_SIZE)
+        again = BlockCache(tmp_path, 64 * BLOCK_SIZE)  # the tag is kept, not taken for a block
+        assert again.used_bytes == BLOCK_SIZE
+        assert bytes(await again.load((obj, 0), BLOCK_SIZE)) == b"b" * BLOCK_SIZE
+
+    trio.run(main)
+    tag = tmp_path / "blocks" / block_files.CACHEDIR_TAG
+    assert tag.read_text().startswith("Signature: 8a477f597d28d172789f06886806bc55")
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / "not-uploaded").write_bytes(b"a write still to upload")
+    listed = subprocess.run(["tar", "-cf", "-", "--exclude-caches", "-C", str(tmp_path), "."],
+                            capture_output=True, check=True, timeout=30)
+    names = subprocess.run(["tar", "-tf", "-"], input=listed.stdout, capture_output=True,
+                           check=True, timeout=30).stdout.decode().split()
+    assert "./spool/not-uploaded" in names
+    assert not any(name.endswith(".blocks") for name in names)

@@ -31,6 +31,7 @@ lock (``_appending``), so writer threads never interleave records.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import itertools
@@ -56,6 +57,8 @@ _SUFFIX = ".blocks"
 # (ns, the order of eviction after a restart), where the index starts, then
 # the xxh3 of those fields
 _RECORD = struct.Struct("<IIQQQ")
+CACHEDIR_TAG = "CACHEDIR.TAG"
+_CACHEDIR_SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"  # bford.info/cachedir
 _RECORD_SIZE = _RECORD.size + 8
 _appending = threading.Lock()
 _PUNCH_HOLE = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE (linux/falloc.h)
@@ -63,6 +66,19 @@ _PUNCH_HOLE = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE (linux/f
 # os has no fallocate(2) with a mode; the C library's is called directly
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+
+
+def tag_as_cache(root: Path) -> None:
+    """Mark the blocks folder with a ``CACHEDIR.TAG``, so backup tools that
+    honour it (``tar --exclude-caches``, borg, restic, ...) leave out bytes
+    the store still has. Only this folder: the spools and the journal beside
+    it hold writes not yet uploaded. A disk that cannot take the tag goes
+    without it."""
+    path = root / CACHEDIR_TAG
+    if not path.exists():
+        with contextlib.suppress(OSError):
+            path.write_text(_CACHEDIR_SIGNATURE + "\n# vagonfs's cache of downloaded blocks: "
+                            "fetched again when needed. See https://bford.info/cachedir/\n")
 
 
 def stored_blocks(root: Path) -> list[tuple[int, BlockId, int, int]]:
@@ -76,6 +92,8 @@ def stored_blocks(root: Path) -> list[tuple[int, BlockId, int, int]]:
         obj, ext = os.path.splitext(entry.name)
         if entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path, ignore_errors=True)
+        elif entry.name == CACHEDIR_TAG:
+            continue
         elif ext == _SUFFIX:
             blocks, records, data_end = read_index(entry.path)
             if not blocks:

@@ -87,6 +87,7 @@ class BlockCache:
     def __init__(self, root: Path, max_bytes: int):
         self.root = root / "blocks"
         self.root.mkdir(parents=True, exist_ok=True)
+        block_files.tag_as_cache(self.root)
         self.max_bytes = max(max_bytes, 4 * BLOCK_SIZE)
         self.disk_full = False  # the disk filled up during this mount (for status)
         self._limit = self.max_bytes  # lowered to what the disk holds once it is full
