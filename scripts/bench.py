@@ -531,7 +531,7 @@ def run_cases(rig: Rig, fig: Figures, s: Settings, cases: list[str]) -> None:
             function = CASES[name][0]
             fig.round = r
             shown = f"round {r + 1}/{s.rounds}: " if CASES[name][2] else ""
-            print(f"{shown}{name}: {' '.join(function.__doc__.split())}", flush=True)
+            print(f"{shown}{name}: {' '.join((function.__doc__ or '').split())}", flush=True)
             start = time.perf_counter()
             try:
                 function(rig, fig, s)
@@ -542,7 +542,7 @@ def run_cases(rig: Rig, fig: Figures, s: Settings, cases: list[str]) -> None:
     finally:
         rig.close()
     if rig.rss:
-        worst = max(rig.rss, key=rig.rss.get)
+        worst = max(rig.rss, key=lambda case: rig.rss[case])
         fig.round = 0
         fig.put("rss_worst", rig.rss[worst], worst=worst, every_case=rig.rss)
 

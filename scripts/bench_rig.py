@@ -32,6 +32,7 @@ from vagonfs import control  # noqa: E402
 from vagonfs.config import Remote  # noqa: E402
 from vagonfs.emulator.process import EmulatorProcess  # noqa: E402
 from vagonfs.remote.factory import open_store  # noqa: E402
+from vagonfs.remote.vagon import VagonStore  # noqa: E402
 
 MiB = 1 << 20
 MB = 1e6
@@ -366,6 +367,8 @@ class Rig:
     @functools.cached_property
     def remote(self) -> Remote:
         e = self.emulator
+        if e.url is None:
+            raise RuntimeError("the emulator has not said where it listens")
         return Remote("vagon", "vagon", e.url, e.api_key, e.api_secret)
 
     @functools.cached_property
@@ -425,6 +428,8 @@ class Rig:
         async def link() -> str:
             async with open_store(self.remote) as (store, _):
                 entry = await self._shared(store, name)
+                if not isinstance(store, VagonStore):
+                    raise TypeError(f"the benchmark's store is Vagon, not {type(store).__name__}")
                 reply = await store.api.download_link(entry.key.id)
                 return str(httpx.URL(store.api.base_url).join(reply["url"]))
         return trio.run(link)
