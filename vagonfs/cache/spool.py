@@ -10,10 +10,11 @@ busy machine costs milliseconds of waiting per small file copied.
 
 Writes of whole pages at page offsets (what ``cp``, ``rsync`` and ``dd``
 send: 1 MiB FUSE writes) go to disk with ``O_DIRECT``, through a page-aligned
-buffer, and are answered before they land (``write_behind``). Measured on this project's VM: buffered writes of a 1 GiB copy were
-throttled by the kernel's dirty-page limits to 350 MB/s and cost ~3.7 ms of
-``pwrite`` per MiB, where direct ones run at the disk's 750-850 MB/s; the file
-being copied is not held a second time in the page cache either. Anything
+buffer, and are answered before they land (``write_behind``). Measured on
+this project's VM: buffered writes of a 1 GiB copy were throttled by the
+kernel's dirty-page limits to 350 MB/s and cost ~3.7 ms of ``pwrite`` per
+MiB, where direct ones run at the disk's 750-850 MB/s; the file being copied
+is not held a second time in the page cache either. Anything
 else (a tail, an editor's small write) is written buffered; Linux keeps the
 two kinds coherent on one file. A filesystem that refuses ``O_DIRECT``
 (tmpfs) gets buffered writes only.
@@ -170,25 +171,28 @@ class Spool:
 
     async def write(self, offset: int, data: bytes | memoryview) -> int:
         direct = self._can_go_direct(offset, len(data))
-        if direct and self._files.behind.takes(self._fd, len(data)):
-            await self._write_behind(offset, data)
-            self.size = max(self.size, offset + len(data))
-            return len(data)
-        await self.settle()  # a write behind it over the same bytes lands first
         try:
-            if len(data) <= INLINE_WRITE:
-                written = os.pwrite(self._fd, data, offset)
-            elif direct:
-                aligned = buffers.receive_buffer(len(data))
-                written = await trio.to_thread.run_sync(_write_direct, self._direct_fd,
-                                                        aligned, data, offset)
-                buffers.reuse(aligned)
+            if direct and self._files.behind.takes(self._fd, len(data)):
+                await self._write_behind(offset, data)
+                written = len(data)
             else:
-                written = await trio.to_thread.run_sync(os.pwrite, self._fd, data, offset)
+                await self.settle()  # a write behind it over the same bytes lands first
+                written = await self._write_now(offset, data, direct)
         except OSError as exc:
             raise supervise.failure("spool write", exc) from None
         self.size = max(self.size, offset + written)
         return written
+
+    async def _write_now(self, offset: int, data: bytes | memoryview, direct: bool) -> int:
+        if len(data) <= INLINE_WRITE:
+            return os.pwrite(self._fd, data, offset)
+        if direct:
+            aligned = buffers.receive_buffer(len(data))
+            written = await trio.to_thread.run_sync(_write_direct, self._direct_fd,
+                                                    aligned, data, offset)
+            buffers.reuse(aligned)
+            return written
+        return await trio.to_thread.run_sync(os.pwrite, self._fd, data, offset)
 
     async def _write_behind(self, offset: int, data: bytes | memoryview) -> None:
         """Queue the write; it lands through its own descriptor, so closing
