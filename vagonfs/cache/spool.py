@@ -187,11 +187,7 @@ class Spool:
         if len(data) <= INLINE_WRITE:
             return os.pwrite(self._fd, data, offset)
         if direct:
-            aligned = buffers.receive_buffer(len(data))
-            written = await trio.to_thread.run_sync(_write_direct, self._direct_fd,
-                                                    aligned, data, offset)
-            buffers.reuse(aligned)
-            return written
+            return await _write_direct(self._direct_fd, offset, data)
         return await trio.to_thread.run_sync(os.pwrite, self._fd, data, offset)
 
     async def _write_behind(self, offset: int, data: bytes | memoryview) -> None:
@@ -211,11 +207,7 @@ class Spool:
     async def _land(self, fd: int, offset: int, data: bytes | memoryview) -> None:
         """Run by the write-behind queue: write ``data``, or keep it to try again."""
         try:
-            aligned = buffers.receive_buffer(len(data))
-            written = await trio.to_thread.run_sync(_write_direct, fd, aligned, data, offset)
-            buffers.reuse(aligned)
-            if written != len(data):
-                raise OSError(errno.ENOSPC, f"{written} of {len(data)} bytes written")
+            _whole(await _write_direct(fd, offset, data), data)
         except Exception as exc:  # noqa: BLE001 - kept: settle raises its errno
             log.debug("spool write at %d of %s failed on the way (%s); kept to try again",
                       offset, self.path.name, exc)
@@ -241,9 +233,7 @@ class Spool:
             while self._unlanded:
                 offset, data = self._unlanded[0]
                 try:
-                    written = await trio.to_thread.run_sync(os.pwrite, self._fd, data, offset)
-                    if written != len(data):
-                        raise OSError(errno.ENOSPC, f"{written} of {len(data)} bytes written")
+                    _whole(await trio.to_thread.run_sync(os.pwrite, self._fd, data, offset), data)
                 except OSError as exc:
                     raise supervise.failure("spool write", exc) from None
                 self._unlanded.pop(0)
@@ -307,7 +297,21 @@ class Spool:
         self._fd = self._direct_fd = -1
 
 
-def _write_direct(fd: int, aligned: memoryview, data: bytes | memoryview, offset: int) -> int:
-    """In a worker thread: ``data`` copied into ``aligned`` and written from there."""
+async def _write_direct(fd: int, offset: int, data: bytes | memoryview) -> int:
+    """``data`` copied into a page-aligned buffer and written from there, both
+    in a worker thread."""
+    aligned = buffers.receive_buffer(len(data))
+    written = await trio.to_thread.run_sync(_copy_and_write, fd, aligned, data, offset)
+    buffers.reuse(aligned)
+    return written
+
+
+def _copy_and_write(fd: int, aligned: memoryview, data: bytes | memoryview, offset: int) -> int:
     aligned[:] = data
     return os.pwrite(fd, aligned, offset)
+
+
+def _whole(written: int, data: bytes | memoryview) -> None:
+    """A write that kept its bytes back landed short: as a full disk does."""
+    if written != len(data):
+        raise OSError(errno.ENOSPC, f"{written} of {len(data)} bytes written")

@@ -39,12 +39,12 @@ Landing = Callable[[], Awaitable[None]]
 class WriteBehind:
     """The mount's queue of spool writes answered before they landed.
 
-    Protects: ``queued_bytes`` and the channel; trio thread only.
+    Protects: ``_queued_bytes`` and the channel; trio thread only.
     """
 
     def __init__(self) -> None:
         self._send, self._receive = trio.open_memory_channel[tuple[Landing, int]](DEPTH)
-        self.queued_bytes = 0
+        self._queued_bytes = 0
         self._running = False
 
     def takes(self, fd: int, length: int) -> bool:
@@ -56,19 +56,19 @@ class WriteBehind:
             disk = os.fstatvfs(fd)
         except OSError:
             return False
-        return disk.f_bavail * disk.f_frsize >= self.queued_bytes + length + ROOM
+        return disk.f_bavail * disk.f_frsize >= self._queued_bytes + length + ROOM
 
     async def put(self, land: Landing, length: int) -> None:
         """Queue ``land`` (it writes ``length`` bytes, and never raises);
         waits while the queue is full."""
-        self.queued_bytes += length
+        self._queued_bytes += length
         try:
             await self._send.send((land, length))
         except trio.BrokenResourceError:  # the queue has stopped (unmount): now, then
-            self.queued_bytes -= length
+            self._queued_bytes -= length
             await land()
         except BaseException:
-            self.queued_bytes -= length
+            self._queued_bytes -= length
             raise
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -79,7 +79,7 @@ class WriteBehind:
         try:
             async for land, length in self._receive:
                 await land()
-                self.queued_bytes -= length
+                self._queued_bytes -= length
         finally:
             self._running = False
             with trio.CancelScope(shield=True):
@@ -89,5 +89,5 @@ class WriteBehind:
                     except trio.WouldBlock:
                         break
                     await land()
-                    self.queued_bytes -= length
+                    self._queued_bytes -= length
                 self._receive.close()
