@@ -11,6 +11,7 @@ import errno
 import hashlib
 import os
 import random
+import sqlite3
 
 import pytest
 
@@ -100,6 +101,44 @@ def test_rsync_up_down_and_a_second_run_transfers_nothing(rw_mount, tmp_path):
     back = tmp_path / "back"
     sh(f"rsync -a {rw_mount.path}/synced/ {back}/")
     sh(f"diff -r {src} {back}")
+
+
+def test_times_and_modes_follow_mv_and_an_edit_and_rm_forgets_them(rw_mount, tmp_path):
+    """As on a local disk: ``mv`` keeps a file's time and mode (Vagon: mv's own
+    copy and delete), an edit in place keeps its ``chmod +x``; and the local
+    record of a file goes with it, so the database holds the live files only."""
+    src = tmp_path / "tree"
+    make_tree(src, seed=4)
+    sh(f"rsync -a {src}/ {rw_mount.path}/synced/")
+    rw_mount.wait_uploaded()
+    sh(f"mv {rw_mount.path}/synced/a {rw_mount.path}/synced/moved")
+    sh(f"mv {rw_mount.path}/synced/docs/readme.txt {rw_mount.path}/synced/docs/renamed.txt")
+    script = rw_mount.path / "synced/tool.sh"
+    script.write_text("echo one\n")
+    script.chmod(0o755)
+    rw_mount.wait_uploaded()
+    sh(f"echo two >> {script}")  # an edit in place: a new version of the same file
+    for n in range(3):  # and versions on versions
+        (rw_mount.path / "synced/docs/renamed.txt").write_text(f"edit {n}\n")
+        os.utime(rw_mount.path / "synced/docs/renamed.txt", (1_000_000_000 + n,) * 2)
+        rw_mount.wait_uploaded()
+    rw_mount.remount()
+
+    sh(f"mv {src}/a {src}/moved")
+    stats = sh(f"rsync -a --stats --exclude docs --exclude tool.sh {src}/ "
+               f"{rw_mount.path}/synced/")
+    assert "Number of regular files transferred: 0" in stats, stats
+    assert oct(os.stat(script).st_mode & 0o777) == "0o755"
+    assert script.read_text() == "echo one\ntwo\n"
+    assert os.stat(rw_mount.path / "synced/docs/renamed.txt").st_mtime == 1_000_000_002
+
+    sh(f"rm -r {rw_mount.path}/synced/moved")
+    files = int(sh(f"find {rw_mount.path}/synced -type f | wc -l"))
+    [database] = rw_mount.cache.rglob("attrs.sqlite3")
+    with sqlite3.connect(database) as db:
+        [(records,)] = db.execute("SELECT count(*) FROM attrs")
+    db.close()
+    assert records == files, sh(f"find {rw_mount.path}/synced -type f")
 
 
 def test_editor_save_pattern_uploads_once_under_the_final_name(rw_mount):

@@ -15,6 +15,7 @@ from __future__ import annotations
 from vagonfs.cache.reader import Reader
 from vagonfs.cache.writeback import State, WriteBack
 from vagonfs.core import links
+from vagonfs.core.attrs import LocalAttrs
 from vagonfs.core.inodes import Node
 from vagonfs.core.namespace import Namespace
 from vagonfs.errors import (AlreadyExists, CrossDevice, IsADirectory, NotADirectory, NotFound,
@@ -28,12 +29,13 @@ class Changes:
     state); trio-thread only."""
 
     def __init__(self, store: Store, namespace: Namespace, writeback: WriteBack,
-                 reader: Reader, *, read_only: bool):
+                 reader: Reader, attrs: LocalAttrs, *, read_only: bool):
         self.store = store
         self._namespace = namespace
         self._inodes = namespace.inodes
         self._writeback = writeback
         self._reader = reader
+        self._attrs = attrs
         self._read_only = read_only or store.capabilities.read_only
 
     # -- checks before a change ----------------------------------------------
@@ -116,6 +118,8 @@ class Changes:
                 await self.store.delete(await self._namespace.entry(node))
             except NotFound:
                 pass  # already gone: that is what was asked
+            if not node.is_dir:
+                self._attrs.forget(node.entry.key)
             if not node.is_dir and not node.open_handles:  # else at its last release
                 self._reader.forget(node.entry)
         self._namespace.drop_entry(parent.ino, node.name)
@@ -170,8 +174,12 @@ class Changes:
                               "mv copies and deletes instead")
         if target is not None and target.is_dir:
             await self._remove(new_parent, target)
-        moved = await self.store.rename(await self._namespace.entry(node),
-                                        await self._namespace.entry(new_parent), new_name)
+        entry = await self._namespace.entry(node)
+        moved = await self.store.rename(entry, await self._namespace.entry(new_parent), new_name)
+        if node.is_dir:
+            self._attrs.folder_moved(entry.key, moved.key)
+        else:
+            self._attrs.moved(entry.key, entry.version, moved.key, moved.version)
         if target is not None and not target.is_dir:
             if target.dirty is not None:
                 self._writeback.discard(target)

@@ -97,7 +97,7 @@ class Filesystem:
                              options.write_back_delay)
         self.writeback = self.writes.queue
         self.changes = Changes(store, self.namespace, self.writeback, self._reader,
-                               read_only=options.read_only)
+                               self._attrs, read_only=options.read_only)
         self._capacity: tuple[float, Capacity] | None = None
 
     async def start(self) -> None:

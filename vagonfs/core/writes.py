@@ -113,13 +113,19 @@ class Writes:
             entry = await self.store.upload(folder, node.name, source, spool.size,
                                             content_type=content_type(node.name),
                                             progress=progress)
-        if node.entry is not None:  # even under an unchanged version: a tenant file
-            self._reader.forget(node.entry)  # rewritten at its size within a second keeps it
+        replaced = node.entry
+        if replaced is not None:  # even under an unchanged version: a tenant file
+            self._reader.forget(replaced)  # rewritten at its size within a second keeps it
         node.entry = entry
-        if node.mtime_set or node.local_mode is not None:
+        mode = node.local_mode
+        if mode is None and replaced is not None and node.dirty is not None \
+                and node.dirty.replaces == replaced.version:  # this file's content, rewritten
+            mode = self._attrs.get(replaced.key, replaced.version)[1]  # keeps its chmod
+        if node.mtime_set or mode is not None:
             self._attrs.set(entry.key, entry.version,
-                            mtime=node.local_mtime if node.mtime_set else None,
-                            mode=node.local_mode)
+                            mtime=node.local_mtime if node.mtime_set else None, mode=mode)
+        else:  # a new content with nothing set on it: what was set on the one before is moot
+            self._attrs.forget(entry.key)
         if node.dirty is not None and node.dirty.spool is spool:
             node.local_mtime, node.local_mode, node.mtime_set = None, None, False
         if not node.unlinked:
