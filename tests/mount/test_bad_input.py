@@ -156,6 +156,16 @@ def test_download_link_on_another_host_gets_no_credentials(mount_factory, emulat
     assert emulator.stats()["requests"]["s3.get_object"] >= 1
 
 
+def test_a_download_link_without_a_host_is_read_from_the_apis(mount_factory, emulator_factory):
+    emulator = emulator_factory()
+    populate(emulator, "vagon", 1, "relative", 3 * MiB)
+    emulator.admin("PUT", "/_admin/bad-input", {"relative_links": True})
+    mount = mount_factory("vagon", emulator=emulator, subpath="shared")
+    assert (mount.path / "relative000000").read_bytes() == served("vagon", "relative000000",
+                                                                  3 * MiB)
+    assert emulator.stats()["requests"]["s3.get_object"] >= 1
+
+
 def test_twenty_thousand_entries_stream_and_count_right(mount_factory, emulator_factory):
     emulator = emulator_factory()
     populate(emulator, "vagon", 20_000, "f", 0)

@@ -11,7 +11,8 @@ entries have ids or paths that do not exist (a download answers 404).
 file's size off by that many bytes while the object store keeps serving the
 real bytes; ``unsized`` makes downloads stop stating the file's size (so a
 client must count what arrives); ``link_host`` puts another host name (same
-port) into Vagon download links.
+port) into Vagon download links, ``relative_links`` leaves scheme and host out
+of them (a path the client resolves against the API's URL).
 
 Also kept here: how many object-store requests carried an ``Authorization``
 header, and which ``Host`` they named, so a test can check that a client
@@ -50,7 +51,7 @@ _ODD: dict[str, list[tuple[str, dict[str, object]]]] = {
     "size": [("negative-size.bin", {"size": -1}), ("huge-size.bin", {"size": 2 ** 64})],
     "malformed": [("malformed.bin", {"id": "not-a-number", "size": "big"})],
 }
-_KEYS = {"vagon", "tenant", "kinds", "size_delta", "link_host", "unsized"}
+_KEYS = {"vagon", "tenant", "kinds", "size_delta", "link_host", "relative_links", "unsized"}
 
 
 class BadInputError(ValueError):
@@ -76,9 +77,11 @@ class BadInput:
         kinds = [str(k) for k in config.get("kinds", KINDS)]
         size_delta = {str(k): int(v) for k, v in config.get("size_delta", {}).items()}
         link_host: str | None = config.get("link_host")
+        relative_links = bool(config.get("relative_links", False))
         unsized = bool(config.get("unsized", False))
         self.vagon, self.tenant, self.kinds = vagon, tenant, kinds
         self.size_delta, self.link_host, self.unsized = size_delta, link_host, unsized
+        self.relative_links = relative_links
 
     def replace(self, config: object) -> None:
         if not isinstance(config, dict):
@@ -102,7 +105,8 @@ class BadInput:
         with self._lock:
             return {"vagon": sorted(self.vagon), "tenant": sorted(self.tenant),
                     "kinds": list(self.kinds), "size_delta": dict(self.size_delta),
-                    "link_host": self.link_host, "unsized": self.unsized,
+                    "link_host": self.link_host, "relative_links": self.relative_links,
+                    "unsized": self.unsized,
                     "credentials_seen": self.credentials_seen,
                     "hosts_seen": sorted(self.hosts_seen)}
 
@@ -117,7 +121,10 @@ class BadInput:
     # -- what handlers ask ---------------------------------------------------------
 
     def link_base(self, public_url: str) -> str:
-        """The base of download links: ``public_url`` with ``link_host`` as its host."""
+        """The base of download links: ``public_url`` with ``link_host`` as its
+        host, or nothing with ``relative_links``."""
+        if self.relative_links:
+            return ""
         if not self.link_host:
             return public_url
         parts = urlsplit(public_url)

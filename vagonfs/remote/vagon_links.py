@@ -19,10 +19,9 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 from typing import NamedTuple
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import cachetools
-import httpx
 import trio
 
 from vagonfs.remote.replies import parse_timestamp, reply_shape
@@ -75,7 +74,11 @@ class DownloadLinks:
                 async with self._asking:
                     reply = await self._api.download_link(file_id)
                 with reply_shape("Vagon download link"):
-                    url = str(httpx.URL(self._api.base_url).join(reply["url"]))
+                    url = reply["url"]
+                    if not isinstance(url, str) or not url:
+                        raise ValueError(f"url is {url!r}")
+                    # urljoin: 11 us here, httpx.URL.join 150-190 us, once a file
+                    url = urljoin(self._api.base_url, url)
                 expires, now = link_expiry(url, reply.get("expires_at")), time.time()
                 renew_at = expires - min(60.0, max(0.0, expires - now) * 0.1)
                 self._links[file_id] = _Link(version, url, renew_at)
