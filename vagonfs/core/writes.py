@@ -126,6 +126,8 @@ class Writes:
                             mtime=node.local_mtime if node.mtime_set else None, mode=mode)
         else:  # a new content with nothing set on it: what was set on the one before is moot
             self._attrs.forget(entry.key)
+        if replaced is not None and replaced.key != entry.key:  # a store that gave a new id
+            self._attrs.forget(replaced.key)
         if node.dirty is not None and node.dirty.spool is spool:
             node.local_mtime, node.local_mode, node.mtime_set = None, None, False
         if not node.unlinked:
