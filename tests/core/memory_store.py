@@ -27,7 +27,7 @@ import collections
 import itertools
 import os
 import time
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncGenerator, AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
@@ -202,7 +202,7 @@ class MemoryStore(Store):
     async def root(self) -> Entry:
         return self.entry("")
 
-    async def list(self, folder: Entry) -> AsyncIterator[list[Entry]]:
+    async def list(self, folder: Entry) -> AsyncGenerator[list[Entry], None]:
         key = _path(folder)
         self.calls["list"] += 1
         changes = self._changes[key]

@@ -68,7 +68,9 @@ async def save(fs: Filesystem) -> Node:
 async def save_and_land(fs: Filesystem) -> Node:
     """The save, once its upload landed: the store holds the new content alone."""
     node = await save(fs)
-    await uploaded(fs.writeback.get(node))
+    pending = fs.writeback.get(node)
+    assert pending is not None
+    await uploaded(pending)
     return node
 
 
@@ -81,7 +83,9 @@ async def save_in_flight(store: MemoryStore, fs: Filesystem) -> AsyncIterator[No
     await landing.reached.wait()
     yield node
     landing.open()
-    await uploaded(fs.writeback.get(node))
+    pending = fs.writeback.get(node)
+    assert pending is not None
+    await uploaded(pending)
 
 
 def test_a_reader_open_before_a_save_reads_the_old_content_until_it_lands(tmp_path):
@@ -184,6 +188,7 @@ def test_deleting_a_file_open_after_a_block_was_read_keeps_that_block_readable(t
         await read_old_head(fs, fh)  # as docs/SEMANTICS.md says
         assert store.calls["read"] == reads
         fs.release(fh)  # the last handle: now the blocks go
+        assert node.entry is not None
         cached = object_id(store.cache_key(node.entry.key), node.entry.version)
         assert not fs.blocks.has((cached, 0))
 
@@ -211,7 +216,8 @@ def test_a_file_replaced_elsewhere_gives_its_open_reader_estale_for_the_rest(tmp
 def test_a_file_replaced_elsewhere_and_looked_up_again_never_reads_as_a_mix(tmp_path):
     async def body(store: MemoryStore, fs: Filesystem) -> None:
         fh = await replace_elsewhere_after_head(store, fs)
-        assert (await fs.lookup(ROOT_INODE, "a.bin")).entry.size == len(NEW)
+        found = (await fs.lookup(ROOT_INODE, "a.bin")).entry
+        assert found is not None and found.size == len(NEW)
         await read_fails(fs, fh, MiB, Stale, errno.ESTALE)
         fs.release(fh)
 

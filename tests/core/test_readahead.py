@@ -48,8 +48,12 @@ def stored(size: int, **options) -> tuple[MemoryStore, bytes]:
 def blocks_asked(store: MemoryStore, key: str) -> list[tuple[int, int]]:
     """The runs asked of ``key``, sorted: runs launched by one read start in
     whatever order trio schedules their tasks."""
-    return sorted((offset // MiB, (end - 1) // MiB) for k, offset, end in store.reads
-                  if k == key)
+    asked = []
+    for k, offset, end in store.reads:
+        if k == key:
+            assert end is not None, "the reader asks for a range with its end"
+            asked.append((offset // MiB, (end - 1) // MiB))
+    return sorted(asked)
 
 
 def idle(reader: Reader) -> bool:
@@ -72,6 +76,7 @@ async def read_whole(reader: Reader, store: MemoryStore) -> ReadState:
     """``f`` read through one handle block by block in order, checked, and the
     reader left to go idle: the handle's state."""
     state, data = ReadState(), store.data("f")
+    assert data is not None
     assert await read_blocks(reader, store, "f", state, range(-(-len(data) // MiB))) == data
     await until_idle(reader)
     return state
@@ -109,6 +114,7 @@ KERNEL_READ = 128 * 1024  # a mount made by a user gets the kernel's 128 KiB rea
 async def read_in_pieces(reader: Reader, store: MemoryStore, key: str, order) -> None:
     """Reads of ``KERNEL_READ`` bytes in the given order of pieces, each checked."""
     entry, data, state = store.entry(key), store.data(key), ReadState()
+    assert data is not None
     for piece in order:
         at = piece * KERNEL_READ
         assert bytes(await reader.read(entry, at, KERNEL_READ, state)) == \
@@ -259,14 +265,17 @@ def stream_cut_at_the_third_block() -> MemoryStore:
 
 async def read_up_to_the_cut(reader: Reader, store: MemoryStore) -> ReadState:
     """The two blocks before the cut, read through one handle: its state."""
-    state = ReadState()
-    assert await read_blocks(reader, store, "f", state, range(2)) == store.data("f")[:2 * MiB]
+    state, data = ReadState(), store.data("f")
+    assert data is not None
+    assert await read_blocks(reader, store, "f", state, range(2)) == data[:2 * MiB]
     return state
 
 
 async def read_past_the_cut(reader: Reader, store: MemoryStore, state: ReadState) -> None:
     """The blocks from the cut on, read: asked for again, what did not come only."""
-    assert await read_blocks(reader, store, "f", state, [2, 3]) == store.data("f")[2 * MiB:]
+    data = store.data("f")
+    assert data is not None
+    assert await read_blocks(reader, store, "f", state, [2, 3]) == data[2 * MiB:]
     await until_idle(reader)
     assert store.reads == [("f", 0, 4 * MiB), ("f", 2 * MiB, 4 * MiB)]
 

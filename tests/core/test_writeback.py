@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from vagonfs.cache.spool import Spool
-from vagonfs.cache.writeback import State
+from vagonfs.cache.writeback import Pending, State
 from vagonfs.core.fs import Filesystem
 from vagonfs.core.inodes import ROOT_INODE, Node
 from vagonfs.errors import NoSpace, RemoteIOError
@@ -20,6 +20,11 @@ from .conftest import close, create, error_from, held, run_with_fs, uploaded, wr
 from .memory_store import Gate, MemoryStore
 
 LONG = 3600.0  # a write-back delay no test waits out: only fsync or drain uploads
+
+
+def state_of(pending: Pending) -> State:
+    """``pending.state`` as it is now (a call, so mypy does not narrow it)."""
+    return pending.state
 
 
 def assert_out_of_the_queue(fs: Filesystem, node: Node, spool: Spool) -> None:
@@ -45,14 +50,16 @@ def test_a_written_file_goes_open_queued_uploading_then_leaves_the_queue(tmp_pat
     async def body(fs: Filesystem) -> None:
         fh, node = await create(fs, "a.txt", b"hello")
         pending = fs.writeback.get(node)
+        assert pending is not None
         assert pending.state is State.OPEN and node.dirty is pending
         assert os.path.exists(pending.spool.path)
 
         gate = store.gate("upload", key="a.txt")
         await close(fs, fh)
-        assert pending.state is State.QUEUED
+        # each state read afresh: mypy would keep the one asserted before the await
+        assert state_of(pending) is State.QUEUED
         await gate.reached.wait()
-        assert pending.state is State.UPLOADING
+        assert state_of(pending) is State.UPLOADING
         assert store.data("a.txt") is None  # sent, not confirmed
 
         gate.open()
@@ -75,6 +82,7 @@ def test_fsync_returns_once_the_store_confirmed_and_the_file_stays_synced(tmp_pa
             assert not returned  # the store has not confirmed yet
         assert store.data("db") == b"v1"
         pending = fs.writeback.get(node)
+        assert pending is not None
         assert pending.state is State.SYNCED  # still open: its spool is the base
 
         await fs.fsync(fh)  # nothing new written: nothing sent
@@ -105,12 +113,14 @@ def test_a_write_during_its_upload_goes_to_a_copy_sent_after_that_upload(tmp_pat
     async def body(fs: Filesystem) -> None:
         fh, node = await create(fs, "f", b"one")
         first = fs.writeback.get(node)
+        assert first is not None
         gate = store.gate("upload", key="f")
         async with trio.open_nursery() as nursery:
             nursery.start_soon(fs.fsync, fh)
             await gate.reached.wait()
             await fs.write(fh, 0, b"two")  # the upload still reads the spool
             second = fs.writeback.get(node)
+            assert second is not None
             assert second is not first and second.spool is not first.spool
             assert second.state is State.OPEN
             gate.open()
@@ -131,7 +141,8 @@ def test_a_write_after_fsync_reopens_and_each_sync_uploads_once(tmp_path):
         fh, node = await create(fs, "log", b"one\n")
         await fs.fsync(fh)
         await fs.write(fh, 4, b"two\n")
-        assert fs.writeback.get(node).state is State.OPEN
+        pending = fs.writeback.get(node)
+        assert pending is not None and pending.state is State.OPEN
         await fs.write(fh, 8, b"three\n")
         await fs.fsync(fh)
         assert store.data("log") == b"one\ntwo\nthree\n"
@@ -155,7 +166,8 @@ def test_a_file_rewritten_in_place_uploads_once(tmp_path):
         await fs.write(fh, 8, b"yz")
         await close(fs, fh)
         fh, _ = await fs.open(node.ino, os.O_WRONLY)  # again, while it waits
-        assert fs.writeback.get(node).state is State.OPEN
+        pending = fs.writeback.get(node)
+        assert pending is not None and pending.state is State.OPEN
         await fs.write(fh, 4, b"!")
         await close(fs, fh)
         assert store.calls["upload"] == 0
@@ -181,6 +193,7 @@ def test_a_rewrite_that_keeps_the_version_string_is_not_read_from_the_old_cache(
         await fs.write(fh, 0, b"new content!")
         await fs.fsync(fh)
         await close(fs, fh)
+        assert node.entry is not None
         assert node.entry.version == "12@0"  # the same as before the rewrite
         fh, _ = await fs.open(node.ino, os.O_RDONLY)
         assert bytes(await fs.read(fh, 0, 100)) == b"new content!"
@@ -199,6 +212,7 @@ def test_an_upload_refused_for_good_stays_failed_and_tells_fsync_and_close(tmp_p
         error = await error_from(fs.fsync(fh))
         assert error is refused and error.errno == errno.ENOSPC
         pending = fs.writeback.get(node)
+        assert pending is not None
         assert pending.state is State.FAILED
         assert os.path.exists(pending.spool.path)  # the data is kept
         assert await error_from(fs.flush(fh)) is refused  # and the close says so too
@@ -221,13 +235,16 @@ def test_a_closed_file_refused_for_good_waits_failed_until_written_again(tmp_pat
     async def body(fs: Filesystem) -> None:
         node = await write_file(fs, "big", b"data")
         pending = fs.writeback.get(node)
+        assert pending is not None
         await uploaded(pending)
-        assert pending.state is State.FAILED and pending.error.errno == errno.ENOSPC
+        assert pending.state is State.FAILED
+        assert pending.error is not None and pending.error.errno == errno.ENOSPC
         assert [p.state for p in fs.writeback.all()] == [State.FAILED]
         assert store.calls["upload"] == 1
 
         fh, _ = await fs.open(node.ino, os.O_WRONLY)  # a writer makes it open again
         reopened = fs.writeback.get(node)
+        assert reopened is not None
         assert reopened.state is State.OPEN and reopened.spool is pending.spool
         await fs.write(fh, 4, b"+more")
         await close(fs, fh)
@@ -259,6 +276,7 @@ def test_a_transient_failure_tells_fsync_and_is_retried_after_its_backoff(tmp_pa
     async def body(fs: Filesystem) -> None:
         fh, node = await fsync_failed(fs, "f", b"payload")
         pending = fs.writeback.get(node)
+        assert pending is not None
         assert pending.state is State.QUEUED and pending.attempts == 1
         assert store.data("f") is None
         fs.release(fh)
@@ -276,10 +294,13 @@ def test_uploads_start_in_the_order_they_are_due_not_the_order_they_were_queued(
         fh, first = await fsync_failed(fs, "first", b"1")  # its retry: 4 s on
         fs.release(fh)
         retry = fs.writeback.get(first)
+        assert retry is not None
         later = []
         for i in range(3):  # each due 0.5 s after its close
             fh, node = await create(fs, f"later{i}", b"2")
-            later.append(fs.writeback.get(node))
+            pending = fs.writeback.get(node)
+            assert pending is not None
+            later.append(pending)
             await close(fs, fh)
         for pending in later:
             await uploaded(pending)
@@ -319,7 +340,9 @@ def test_unlink_in_the_write_back_window_uploads_nothing(tmp_path):
 
     async def body(fs: Filesystem) -> None:
         node = await write_file(fs, "scratch", b"temporary")
-        spool = fs.writeback.get(node).spool
+        pending = fs.writeback.get(node)
+        assert pending is not None
+        spool = pending.spool
         await fs.unlink(ROOT_INODE, "scratch")
         assert fs.writeback.all() == []
         assert_out_of_the_queue(fs, node, spool)
@@ -336,6 +359,7 @@ def test_rename_during_an_upload_waits_for_it_then_moves_what_landed(tmp_path):
     async def body(fs: Filesystem) -> None:
         node, gate = await held_upload(store, fs, "draft", b"text")
         pending = fs.writeback.get(node)
+        assert pending is not None
         async with held(gate, lambda: fs.rename(ROOT_INODE, "draft", ROOT_INODE, "final")
                         ) as returned:
             assert not returned and store.calls["rename"] == 0

@@ -143,6 +143,7 @@ def test_sigterm_stops_cleanly_and_removes_the_temporary_dir(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "vagonfs", "emulator", "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert proc.stdout is not None  # stdout=PIPE
     line = proc.stdout.readline()
     assert line.startswith("vagonfs emulator listening on http://127.0.0.1:")
     assert [p.name[:17] for p in tmp_path.iterdir()] == ["vagonfs-emulator-"]

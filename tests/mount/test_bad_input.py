@@ -51,7 +51,7 @@ def served(store: str, name: str, size: int) -> bytes:
 
 def tree(root: Path, skip: set[Path]) -> set[str]:
     """Every path under root, not descending into ``skip`` (mountpoints, caches)."""
-    found = set()
+    found: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if Path(dirpath, d) not in skip]
         found.update(str(Path(dirpath, n).relative_to(root)) for n in dirnames + filenames)

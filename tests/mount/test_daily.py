@@ -24,8 +24,9 @@ def test_demo_mounts_all_three_stores_and_ctrl_c_cleans_up(tmp_path):
     demo = subprocess.Popen([sys.executable, "-m", "vagonfs", "demo", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
-    lines = []
+    lines: list[str] = []
     try:
+        assert demo.stdout is not None  # stdout=PIPE
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             line = demo.stdout.readline()

@@ -70,7 +70,7 @@ def _fsync(root, name):
 
 
 def _snapshot(root):
-    tree = {}
+    tree: dict[str, str | bytes] = {}
     for folder, dirs, files in os.walk(root):
         rel = os.path.relpath(folder, root)
         for d in dirs:

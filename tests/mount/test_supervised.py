@@ -22,7 +22,7 @@ from .conftest import sh, vagon_folder
 MiB = 1024 * 1024
 
 
-def _errno_of(action) -> int:
+def _errno_of(action) -> int | None:
     with pytest.raises(OSError) as caught:
         action()
     return caught.value.errno

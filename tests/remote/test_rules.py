@@ -136,7 +136,8 @@ def test_shannon_content_decodes_by_type_and_size():
 
 
 def test_a_malformed_reply_is_an_io_error_not_a_crash():
+    reply: dict[str, object] = {}  # a reply without the field looked for
     with pytest.raises(RemoteIOError) as caught:
         with reply_shape("listing"):
-            {}["files"]
+            reply["files"]
     assert caught.value.errno == errno.EIO and "listing" in str(caught.value)

@@ -55,6 +55,7 @@ def test_a_deleted_folder_goes_with_everything_below_it_but_what_is_open():
     done = table.upsert(sub.ino, Entry("done.txt", False, key="d/sub/done.txt"))
     local = table.add_local(sub.ino, "new.txt")  # not uploaded yet, and open
     local.open_handles = 1
+    assert sub.entry is not None and done.entry is not None
     listings.put(folder.ino, {"sub": sub.entry})
     listings.put(sub.ino, {"done.txt": done.entry})
     table.remember(folder)
@@ -95,6 +96,6 @@ def test_a_refreshed_entry_keeps_its_node_and_number():
     first = table.upsert(ROOT_INODE, Entry("f", False, key="f", version="1"))
     table.remember(first)
     again = table.upsert(ROOT_INODE, Entry("f", False, key="f", version="2"))
-    assert again is first and again.entry.version == "2"
+    assert again is first and again.entry is not None and again.entry.version == "2"
     folder = table.upsert(ROOT_INODE, Entry("f", True, key="f"))  # now a folder: a new object
     assert folder.ino != first.ino and first.unlinked

@@ -36,7 +36,9 @@ def test_a_folder_over_the_bound_alone_is_kept_and_pushes_out_the_rest():
     cache.put(1, listing("a", 50))
     cache.put(2, listing("b", 250))
     assert (len(cache), cache.entries) == (1, 250)
-    assert len(cache.get(2)) == 250 and cache.get(1) is None
+    kept = cache.get(2)
+    assert kept is not None
+    assert len(kept) == 250 and cache.get(1) is None
 
 
 def test_entries_set_and_dropped_are_counted():
@@ -47,8 +49,10 @@ def test_entries_set_and_dropped_are_counted():
     cache.drop_entry(1, "f1")
     cache.drop_entry(1, "absent")
     cache.set_entry(2, Entry("x", False, key="x"))  # no listing kept: nothing to change
-    assert cache.entries == 10 and len(cache.get(1)) == 10
-    assert cache.get(1)["f0"].version == "2" and "f1" not in cache.get(1)
+    kept = cache.get(1)
+    assert kept is not None
+    assert cache.entries == 10 and len(kept) == 10
+    assert kept["f0"].version == "2" and "f1" not in kept
     cache.drop(1)
     assert (len(cache), cache.entries) == (0, 0)
 
@@ -69,4 +73,6 @@ def test_the_kept_listing_is_a_copy():
     given = listing("f", 3)
     cache.put(1, given)
     given.clear()
-    assert len(cache.get(1)) == 3
+    kept = cache.get(1)
+    assert kept is not None
+    assert len(kept) == 3
