@@ -21,7 +21,7 @@ import logging
 import os
 from pathlib import Path
 
-import trio
+from vagonfs import threads
 
 log = logging.getLogger("vagonfs.mount")
 
@@ -35,10 +35,10 @@ async def raise_read_ahead(mountpoint: str | os.PathLike, size: int) -> None:
     if size <= 0:
         return
     kib = max(4, size // 1024)
-    st = await trio.to_thread.run_sync(os.stat, mountpoint)
+    st = await threads.run_sync(os.stat, mountpoint)
     setting = BDI / f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}" / "read_ahead_kb"
     try:
-        await trio.to_thread.run_sync(setting.write_text, f"{kib}\n")
+        await threads.run_sync(setting.write_text, f"{kib}\n")
     except PermissionError:
         log.info("FUSE reads stay at the kernel's %s KiB (only root may raise them). For "
                  "%d KiB reads, as root: echo %d > %s ; or for every FUSE mount, a udev "

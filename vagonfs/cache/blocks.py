@@ -37,6 +37,7 @@ from pathlib import Path
 import cachetools
 import trio
 
+from vagonfs import threads
 from vagonfs.cache import block_files
 from vagonfs.cache.block_files import BLOCK_SIZE, BlockId, Buffer
 from vagonfs.remote import buffers
@@ -209,7 +210,7 @@ class BlockCache:
             for (obj, _), _, _ in todo:
                 self._writing[obj] += 1
             try:
-                results = await trio.to_thread.run_sync(block_files.write_blocks, self.root, todo)
+                results = await threads.run_sync(block_files.write_blocks, self.root, todo)
             finally:
                 for (obj, _), _, _ in todo:
                     self._writing[obj] -= 1
@@ -303,7 +304,7 @@ class BlockCache:
             self._loading.pop(block).set()
 
         try:
-            await trio.to_thread.run_sync(
+            await threads.run_sync(
                 block_files.read_blocks, self.root, wanted,
                 lambda *result: token.run_sync_soon(arrived, *result), limiter=self._readers)
         finally:  # the thread failed before reaching them (or we were cancelled)

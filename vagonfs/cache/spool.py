@@ -42,6 +42,7 @@ from pathlib import Path
 
 import trio
 
+from vagonfs import threads
 from vagonfs.cache.write_behind import WriteBehind
 from vagonfs.core import supervise
 from vagonfs.remote import buffers
@@ -133,7 +134,7 @@ class SpoolFiles:
             if len(self._ready) < STOCK:
                 wanted = STOCK - len(self._ready)
                 try:
-                    made = await trio.to_thread.run_sync(_make_files, self.directory, wanted)
+                    made = await threads.run_sync(_make_files, self.directory, wanted)
                 except OSError as exc:
                     log.debug("spool files are no longer made ahead: %s", exc)
                     return
@@ -188,7 +189,7 @@ class Spool:
             return os.pwrite(self._fd, data, offset)
         if direct:
             return await _write_direct(self._direct_fd, offset, data)
-        return await trio.to_thread.run_sync(os.pwrite, self._fd, data, offset)
+        return await threads.run_sync(os.pwrite, self._fd, data, offset)
 
     async def _write_behind(self, offset: int, data: bytes | memoryview) -> None:
         """Queue the write; it lands through its own descriptor, so closing
@@ -233,7 +234,7 @@ class Spool:
             while self._unlanded:
                 offset, data = self._unlanded[0]
                 try:
-                    _whole(await trio.to_thread.run_sync(os.pwrite, self._fd, data, offset), data)
+                    _whole(await threads.run_sync(os.pwrite, self._fd, data, offset), data)
                 except OSError as exc:
                     raise supervise.failure("spool write", exc) from None
                 self._unlanded.pop(0)
@@ -250,12 +251,12 @@ class Spool:
 
     async def read(self, offset: int, length: int) -> bytes:
         await self.settle()
-        return await trio.to_thread.run_sync(os.pread, self._fd, length, offset)
+        return await threads.run_sync(os.pread, self._fd, length, offset)
 
     async def truncate(self, size: int) -> None:
         await self.settle()
         try:
-            await trio.to_thread.run_sync(os.ftruncate, self._fd, size)
+            await threads.run_sync(os.ftruncate, self._fd, size)
         except OSError as exc:
             raise supervise.failure("spool truncate", exc) from None
         self.size = size
@@ -265,7 +266,7 @@ class Spool:
         await self.settle()
         other = self._files.new()
         try:
-            await trio.to_thread.run_sync(shutil.copyfile, self.path, other.path)
+            await threads.run_sync(shutil.copyfile, self.path, other.path)
         except BaseException:
             other.discard()  # a half copy on a full disk would only take more room
             raise
@@ -301,7 +302,7 @@ async def _write_direct(fd: int, offset: int, data: bytes | memoryview) -> int:
     """``data`` copied into a page-aligned buffer and written from there, both
     in a worker thread."""
     aligned = buffers.receive_buffer(len(data))
-    written = await trio.to_thread.run_sync(_copy_and_write, fd, aligned, data, offset)
+    written = await threads.run_sync(_copy_and_write, fd, aligned, data, offset)
     buffers.reuse(aligned)
     return written
 

@@ -39,6 +39,7 @@ import httpx
 import outcome
 import trio
 
+from vagonfs import threads
 from vagonfs.errors import RemoteIOError
 from vagonfs.remote import buffers
 
@@ -405,7 +406,7 @@ async def file_range(fd: int, offset: int, length: int,
     ``progress`` hears the bytes handed on so far."""
     done = 0
     while done < length:
-        data = await trio.to_thread.run_sync(os.pread, fd, min(FILE_CHUNK, length - done),
+        data = await threads.run_sync(os.pread, fd, min(FILE_CHUNK, length - done),
                                              offset + done)
         if not data:
             raise RemoteIOError(f"the local copy ended at {offset + done} bytes where "

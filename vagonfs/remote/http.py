@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import httpx
 import trio
 
+from vagonfs import threads
 from vagonfs.errors import RemoteIOError, Stale, StoreError
 from vagonfs.remote import buffers, bulk
 from vagonfs.remote.failures import (ErrorMapper, RetryPolicy, is_temporary, redact,
@@ -186,7 +187,7 @@ class HttpClient:
                     refreshed = fresh = True
                     continue
                 if not 200 <= reply.status_code < 300:
-                    response = await trio.to_thread.run_sync(reply.error_reply)
+                    response = await threads.run_sync(reply.error_reply)
                     stream.failures = await self._failed(request, response, stream.failures,
                                                          True, errors)
                     continue
@@ -268,7 +269,7 @@ class HttpClient:
     async def _receive(self, reply: bulk.Reply, work: Callable, *args):
         """``work(*args)`` (a read of the reply) in a worker thread; its result."""
         try:
-            return await trio.to_thread.run_sync(work, *args, abandon_on_cancel=True)
+            return await threads.run_sync(work, *args, abandon_on_cancel=True)
         except trio.Cancelled:
             reply.abort()  # the abandoned worker wakes and ends, its connection closed
             raise

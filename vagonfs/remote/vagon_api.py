@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import trio
 
+from vagonfs import threads
 from vagonfs.errors import PermissionDenied, RemoteIOError, StoreError, error_for_status
 from vagonfs.remote import signing, vagon_paging
 from vagonfs.remote.failures import describe
@@ -230,15 +231,15 @@ class VagonApi:
                 status = await self.archive_status(download_id)
             return status["url"]
 
-        out = await trio.to_thread.run_sync(open, dest, "wb")
+        out = await threads.run_sync(open, dest, "wb")
         done, total = 0, status.get("size")
         try:
             async for chunk in self.http.stream_range(locate):
-                await trio.to_thread.run_sync(out.write, chunk)
+                await threads.run_sync(out.write, chunk)
                 done += len(chunk)
                 report("downloading", done, total)
         finally:
-            await trio.to_thread.run_sync(out.close)
+            await threads.run_sync(out.close)
         return status
 
     async def _archive_ready(self, download_id, poll_interval: float, report) -> dict:
