@@ -121,6 +121,12 @@ def test_link_expiry_from_the_url_or_the_reply():
     url = "http://h/_s3/objects/b?X-Amz-Date=20261123T065100Z&X-Amz-Expires=900&X-Amz-Signature=x"
     assert link_expiry(url, None) == 1795416660 + 900
     assert link_expiry("http://h/o", "2026-11-23T07:06:00Z") == 1795416660 + 900
+    either_order = "http://h/o?X-Amz-Expires=60&a=1&X-Amz-Date=20261123T065100Z"
+    assert link_expiry(either_order, None) == 1795416660 + 60
+    # a date that does not exist, or half the pair: the reply's expiry
+    for odd in ("http://h/o?X-Amz-Date=20261332T065100Z&X-Amz-Expires=900",
+                "http://h/o?X-Amz-Date=20261123T065100Z", "http://h/o?X-Amz-Expires=900"):
+        assert link_expiry(odd, "2026-11-23T07:06:00Z") == 1795416660 + 900
 
 
 def test_shannon_content_decodes_by_type_and_size():
