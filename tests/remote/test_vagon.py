@@ -145,6 +145,39 @@ def test_upload_100mb_through_failing_parts_reads_back_identical(emulator_factor
     assert stats["retries"] >= 3 and stats["errors"] == 0
 
 
+def test_a_small_upload_is_retried_as_any_call_but_a_create_that_may_have_happened(
+        emulator_factory, tmp_path):
+    """A small file's create, part and complete are sent from worker threads
+    (``in_worker``): a refused part and a cut complete are sent again (both
+    are idempotent), a create the server may have acted on is not, and the
+    bytes sent are counted."""
+    emulator = emulator_factory()
+    data = os.urandom(5000)
+
+    async def main():
+        async with store_of(emulator, "vagon") as (store, stats):
+            shared = await find(store, "shared")
+            emulator.reset_stats()
+            emulator.set_faults({"rules": [
+                {"route": "s3.part_put", "status": 503, "times": 1},
+                {"route": "vagon.complete", "cut_after": 10, "times": 1}]})
+            entry = await _upload(store, shared, "small.bin", data, tmp_path)
+            assert await read_all(store, entry) == data
+            sent = stats.snapshot()
+            emulator.set_faults({"rules": [{"route": "vagon.create", "cut_after": 5,
+                                            "times": 1}]})
+            with pytest.raises(RemoteIOError):
+                await _upload(store, shared, "cut.bin", data, tmp_path)
+            return sent
+
+    sent = trio.run(main)
+    assert sent["retries"] == 2 and sent["errors"] == 0
+    assert sent["bytes_out"] >= 2 * len(data)  # the part, sent twice
+    counts = route_counts(emulator)
+    assert counts["s3.part_put"] == 2 and counts["vagon.complete"] == 2
+    assert counts["vagon.create"] == 2  # small.bin's, and cut.bin's once
+
+
 def test_overwrite_keeps_the_key_and_changes_the_version(emulator_factory, tmp_path):
     emulator = emulator_factory()
 

@@ -10,9 +10,10 @@ library's ``http.client`` fills a preallocated 1 MiB buffer with ``readinto``
 1.0-1.9 GB/s in a worker thread, as fast as ``curl`` of the same link; no
 installed library does better (urllib3 and pycurl are not dependencies). So
 GETs of file bytes go through here, and httpx keeps the API calls, where its
-auth, pooling and JSON handling serve and the bytes are few. The one API call
-made per file read, a Vagon download link, is sent from here too
-(``Reply.whole``; why: ``HttpClient.request``).
+auth, pooling and JSON handling serve and the bytes are few. The API calls
+made once per file, a Vagon download link and an upload's create, part and
+complete of a small file, are sent from here too (``Reply.whole``; why:
+``HttpClient.request``).
 
 The request is still built by the mount's httpx client (its default headers,
 the store's auth), and failures leave as httpx's own exception and reply
@@ -28,6 +29,7 @@ import collections
 import functools
 import http.client
 import os
+import select
 import socket
 import ssl
 import threading
@@ -51,14 +53,21 @@ SMALL_REPLY_LIMIT = 1024 * 1024  # an API reply read whole (Reply.whole)
 
 
 class Reply:
-    """One GET: made on the trio thread, sent (``open``) and received (``fill``)
-    in worker threads, one at a time. The trio thread may ``abort`` it at any
-    stage (the reader was cancelled): a worker blocked on the socket wakes, and
-    a connection not yet made is closed as soon as it is."""
+    """One request: made on the trio thread, sent (``open``) and received
+    (``fill``) in worker threads, one at a time. The trio thread may ``abort``
+    it at any stage (the reader was cancelled): a worker blocked on the socket
+    wakes, and a connection not yet made is closed as soon as it is. Its body,
+    if any, is bytes (a file's GET has none; an API call's JSON is small).
 
-    def __init__(self, pool: Connections, request: httpx.Request):
+    ``resend``: a request that failed on a kept-alive connection (the server
+    may have closed it just as it was taken) is sent again on a new one. Only
+    for an idempotent request: one that is not (a Vagon create) fails instead,
+    as it does through httpx, and the retry policy judges it."""
+
+    def __init__(self, pool: Connections, request: httpx.Request, *, resend: bool = True):
         self._pool = pool
         self.request = request
+        self._resend = resend
         url = request.url
         self._origin = (url.scheme, url.host, url.port)
         self._conn: http.client.HTTPConnection | None = None
@@ -72,12 +81,14 @@ class Reply:
 
     def open(self, small: int = 0) -> None:
         """Send the request and read the status and headers; a kept-alive
-        connection that the server had closed meanwhile is replaced once.
+        connection that the server had closed meanwhile is replaced once
+        (``resend``).
         A body of the ``small`` bytes asked for (a whole small file, as a
         copied folder's are) is received in the same worker trip, into
         ``first``: a second thread for it cost the trio thread as much as
         the rest of the GET."""
         headers = {k: v for k, v in self.request.headers.items() if k.lower() != "host"}
+        method, body = self.request.method, self.request.content or None
         reused = self._pool.take(self._origin)
         while True:
             conn = reused or self._pool.connect(self._origin)
@@ -89,12 +100,12 @@ class Reply:
                     raise httpx.ReadError("cancelled", request=self.request)
                 self._conn = conn
             try:
-                conn.request("GET", target, headers=headers)
+                conn.request(method, target, body=body, headers=headers)
                 self._response = conn.getresponse()
                 break
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                if reused is None or self._aborted:
+                if reused is None or not self._resend or self._aborted:
                     raise _transport_error(exc, self.request, reading=False) from None
                 reused = None
         response = self._opened()
@@ -170,8 +181,9 @@ class Reply:
             except (OSError, http.client.HTTPException) as exc:
                 raise _transport_error(exc, self.request, reading=True) from None
             if (declared or len(body)) > SMALL_REPLY_LIMIT:
-                raise RemoteIOError(f"GET {self.request.url.path}: a reply of more than "
-                                    f"{SMALL_REPLY_LIMIT} bytes where a small one was expected")
+                raise RemoteIOError(f"{self.request.method} {self.request.url.path}: a reply "
+                                    f"of more than {SMALL_REPLY_LIMIT} bytes where a small "
+                                    f"one was expected")
         finally:
             self.close()
         return self._as_response(body)
@@ -348,12 +360,16 @@ class Connections:
         return conn
 
     def take(self, origin: tuple) -> http.client.HTTPConnection | None:
+        """A kept-alive connection to ``origin`` that is still open, if one is
+        idle: one the server closed (its socket reads as ready: the end, or
+        bytes nobody asked for) is dropped here, as httpcore does, so that a
+        request that may not be sent twice is not sent into it."""
         now = time.monotonic()
         with self._lock:
             idle = self._idle.get(origin, [])
             while idle:
                 since, conn = idle.pop()
-                if now - since < _IDLE_EXPIRY:
+                if now - since < _IDLE_EXPIRY and not _readable(conn):
                     return conn
                 conn.close()
         return None
@@ -365,6 +381,15 @@ class Connections:
                 idle.append((time.monotonic(), conn))
                 return
         conn.close()
+
+
+def _readable(conn: http.client.HTTPConnection) -> bool:
+    """Whether an idle connection's socket has something to read (or is gone)."""
+    if conn.sock is None:
+        return True
+    poller = select.poll()
+    poller.register(conn.sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _proxy_for(scheme: str, host: str) -> tuple[str, int] | None:

@@ -150,16 +150,19 @@ class VagonApi:
                 "overwrite": True}
         if machine_id is not None:
             body["machine_id"] = machine_id
-        return await self.call("POST", "/files", body=body, idempotent=False)
+        return await self.call("POST", "/files", body=body, idempotent=False, in_worker=True)
 
-    async def put_part(self, url: str, body: Callable[[], AsyncIterator[bytes]],
+    async def put_part(self, url: str, body: bytes | Callable[[], AsyncIterator[bytes]],
                        length: int) -> str:
         """PUT one part to its presigned URL (no credentials: the URL is the
         permission); answers the part's ETag. Idempotent: a part PUT again
-        replaces itself, so each attempt streams ``body()`` anew."""
+        replaces itself, so each attempt sends ``body`` (bytes, a small part:
+        from a worker thread) or streams ``body()`` anew."""
+        small = isinstance(body, bytes)
         response = await self.http.request("PUT", url, content=body,
                                            headers={"Content-Type": "application/octet-stream",
-                                                    "Content-Length": str(length)})
+                                                    "Content-Length": str(length)},
+                                           in_worker=small)
         etag = response.headers.get("ETag")
         if not etag:
             raise RemoteIOError("the object store answered a part upload without an ETag")
@@ -169,7 +172,8 @@ class VagonApi:
         """Finish an upload. The server answers a repeated complete with the
         same reply, so a complete whose answer was lost is simply sent again."""
         parts = [{"part_number": n, "etag": etag} for n, etag in enumerate(etags, 1)]
-        return await self.call("POST", f"/files/{file_id}/complete", body={"parts": parts})
+        return await self.call("POST", f"/files/{file_id}/complete", body={"parts": parts},
+                               in_worker=True)
 
     async def delete(self, file_id: int) -> None:
         """Delete a file, or a folder with everything in it."""

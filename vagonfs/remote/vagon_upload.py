@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+from collections.abc import AsyncIterator, Callable
 from typing import BinaryIO
 
+from vagonfs import threads
 from vagonfs.errors import RemoteIOError
 from vagonfs.remote.base import ProgressFn
 from vagonfs.remote.base import task_group
-from vagonfs.remote.bulk import file_range
+from vagonfs.remote.bulk import FILE_CHUNK, file_range
 from vagonfs.remote.replies import reply_shape
 from vagonfs.remote.vagon_api import VagonApi
 
@@ -72,8 +75,15 @@ async def _put_parts(api: VagonApi, fd: int, size: int, chunk: int, urls: list[s
         for index, url in todo:
             offset = index * chunk
             length = min(chunk, size - offset)
-            etags[index] = await api.put_part(
-                url, functools.partial(file_range, fd, offset, length), length)
+            body: bytes | Callable[[], AsyncIterator[bytes]]
+            if length <= FILE_CHUNK:  # one chunk, read whole either way
+                body = await threads.run_sync(os.pread, fd, length, offset)
+                if len(body) != length:
+                    raise RemoteIOError(f"the local copy ended at {offset + len(body)} bytes "
+                                        f"where {offset + length} were to be uploaded")
+            else:
+                body = functools.partial(file_range, fd, offset, length)
+            etags[index] = await api.put_part(url, body, length)
             done += length
             if progress is not None:
                 progress(done)
