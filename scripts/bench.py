@@ -66,7 +66,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_rig import (MB, ROOT, MiB, Rig, dd_read, drop_page_cache,  # noqa: E402
+from bench_rig import (CONFIRM_POLL, MB, ROOT, MiB, Rig, dd_read, drop_page_cache,  # noqa: E402
                        into_page_cache, make_local_file, read_ahead_kb, run, same_files,
                        set_read_ahead_kb, sh, timed, wait_for, zero_mount)
 
@@ -259,7 +259,8 @@ def case_rclone_small(rig: Rig, fig: Figures, s: Settings) -> None:
         return names <= full
     with server.mount(f"up-{r}") as mnt:
         returned, done = rsync_up(source, mnt / folder,
-                                  lambda: wait_for("rclone's uploads", all_landed, 600))
+                                  lambda: wait_for("rclone's uploads", all_landed, 600,
+                                                   CONFIRM_POLL))
     with server.mount(f"down-{r}") as mnt:  # a fresh mount with an empty cache dir
         down = rig.work / f"down-rclone-{r}"
         seconds = timed(lambda: run("rsync", "-a", f"{mnt}/{folder}/", f"{down}/"))
