@@ -432,7 +432,7 @@ async def file_range(fd: int, offset: int, length: int,
     done = 0
     while done < length:
         data = await threads.run_sync(os.pread, fd, min(FILE_CHUNK, length - done),
-                                             offset + done)
+                                      offset + done)
         if not data:
             raise RemoteIOError(f"the local copy ended at {offset + done} bytes where "
                                 f"{offset + length} were to be uploaded")
