@@ -44,6 +44,15 @@ def test_status_faults_are_spent_after_times_and_carry_retry_after(vagon, emulat
         emulator.set_faults({"rules": [{"route": "*", "bogus": 1}]})
 
 
+def test_a_rule_is_not_spent_on_a_request_an_earlier_rule_already_fails(vagon, emulator):
+    emulator.set_faults({"rules": [{"route": "vagon.files", "status": 503, "times": 1},
+                                   {"route": "vagon.*", "status": 429, "times": 1},
+                                   {"route": "vagon.files", "latency_ms": 1, "times": 2}]})
+    assert [vagon.call("GET", "/files").status_code for _ in range(3)] == [503, 429, 200]
+    left = [rule.get("times") for rule in emulator.admin("GET", "/_admin/faults")["rules"]]
+    assert left == [0, 0, 0]  # the latency rule acted on the first two
+
+
 def test_cut_after_truncates_downloads_and_part_uploads(vagon, emulator):
     data = os.urandom(3 * MiB)
     done = vagon.upload("cut.bin", data, chunk_mb=4)

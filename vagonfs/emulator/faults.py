@@ -4,7 +4,10 @@ Rules match route names with ``fnmatch``; ``after`` lets the first N matches
 through, ``times`` spends a rule after N matches, ``rate`` fires it with that
 probability (seeded, so a run repeats).
 The first rule that fires for a request decides its fate; latency adds up
-(the global ``latency_ms`` plus every matching rule's). The middleware in
+(the global ``latency_ms`` plus every matching rule's). A rule that could
+only fail a request an earlier rule already fails is not spent on it, so
+``{"status": 503, "times": 1}`` then ``{"status": 429, "times": 1}`` on one
+route fail two requests, one each. The middleware in
 ``app.py`` applies the decision.
 """
 
@@ -88,13 +91,17 @@ class Faults:
                     continue
                 if rule.get("times") is not None and rule["times"] <= 0:
                     continue
-                if rule.get("rate") is not None and self._random.random() >= rule["rate"]:
-                    continue
-                decision.latency_ms += float(rule.get("latency_ms", 0))
                 acts = rule.get("status") is not None or rule.get("cut_after") is not None \
                     or bool(rule.get("garble"))
-                if acts and decision.status is None and decision.cut_after is None \
-                        and not decision.garble:
+                decided = decision.status is not None or decision.cut_after is not None \
+                    or decision.garble
+                latency = float(rule.get("latency_ms", 0))
+                if acts and decided and not latency:
+                    continue  # nothing left for it to do here: not spent, kept for the next
+                if rule.get("rate") is not None and self._random.random() >= rule["rate"]:
+                    continue
+                decision.latency_ms += latency
+                if acts and not decided:
                     decision.status = rule.get("status")
                     decision.retry_after = rule.get("retry_after")
                     decision.cut_after = rule.get("cut_after")
