@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import AsyncIterator, Callable
 from typing import BinaryIO
 
-from vagonfs import threads
 from vagonfs.errors import RemoteIOError
 from vagonfs.remote.base import ProgressFn
 from vagonfs.remote.base import task_group
@@ -76,11 +74,8 @@ async def _put_parts(api: VagonApi, fd: int, size: int, chunk: int, urls: list[s
             offset = index * chunk
             length = min(chunk, size - offset)
             body: bytes | Callable[[], AsyncIterator[bytes]]
-            if length <= FILE_CHUNK:  # one chunk, read whole either way
-                body = await threads.run_sync(os.pread, fd, length, offset)
-                if len(body) != length:
-                    raise RemoteIOError(f"the local copy ended at {offset + len(body)} bytes "
-                                        f"where {offset + length} were to be uploaded")
+            if length <= FILE_CHUNK:  # one chunk, read whole either way (one worker trip)
+                body = b"".join([chunk async for chunk in file_range(fd, offset, length)])
             else:
                 body = functools.partial(file_range, fd, offset, length)
             etags[index] = await api.put_part(url, body, length)
