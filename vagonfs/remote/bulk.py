@@ -428,11 +428,23 @@ async def file_range(fd: int, offset: int, length: int,
                      progress: Callable[[int], None] | None = None) -> AsyncIterator[bytes]:
     """An upload body streamed from a local file, a chunk at a time, read off
     the trio thread: memory stays at one chunk whatever the file's size.
-    ``progress`` hears the bytes handed on so far."""
+    ``progress`` hears the bytes handed on so far.
+
+    A body longer than a chunk leaves the page cache as it found it. What it
+    sends is a spool, read once and deleted once uploaded, and written around
+    the page cache (``O_DIRECT``) so that a big copy does not evict what the
+    machine caches; read back through it, a 1 GiB upload held the whole
+    spool there until its end (``fincore``), evicting as much. So the pages
+    read are dropped behind the reader (``POSIX_FADV_DONTNEED``), over a
+    trailing window: the kernel caches a file in folios of up to 2 MiB and
+    drops only those wholly inside the range, so a range of one chunk drops
+    nothing. A small body keeps its pages, which a small spool's buffered
+    writes may still hold dirty."""
+    read = _read_and_drop if length > FILE_CHUNK else _read
     done = 0
     while done < length:
-        data = await threads.run_sync(os.pread, fd, min(FILE_CHUNK, length - done),
-                                      offset + done)
+        data = await threads.run_sync(read, fd, min(FILE_CHUNK, length - done), offset + done,
+                                      offset)
         if not data:
             raise RemoteIOError(f"the local copy ended at {offset + done} bytes where "
                                 f"{offset + length} were to be uploaded")
@@ -440,3 +452,20 @@ async def file_range(fd: int, offset: int, length: int,
         yield data
         if progress is not None:
             progress(done)
+
+
+_DROP_WINDOW = 8 * FILE_CHUNK  # more than the page cache's largest folio
+
+
+def _read(fd: int, length: int, offset: int, _start: int) -> bytes:
+    return os.pread(fd, length, offset)
+
+
+def _read_and_drop(fd: int, length: int, offset: int, start: int) -> bytes:
+    """``pread``, then what this body read up to here dropped from the page
+    cache, back to ``start`` at most: before it, another body's bytes."""
+    data = os.pread(fd, length, offset)
+    end = offset + len(data)
+    since = max(start, end - _DROP_WINDOW)
+    os.posix_fadvise(fd, since, end - since, os.POSIX_FADV_DONTNEED)
+    return data
