@@ -55,5 +55,5 @@ def test_an_upload_leaves_none_of_its_local_copy_in_the_page_cache(emulator_fact
 
         stored = trio.run(main)
     assert hashlib.sha256(stored).digest() == hashlib.sha256(data).digest()
-    # read through the page cache as before, all 6 MiB stayed there
+    # read back through the page cache without the drop, all 6 MiB stayed there
     assert _resident(path) == 0

@@ -440,11 +440,11 @@ async def file_range(fd: int, offset: int, length: int,
     drops only those wholly inside the range, so a range of one chunk drops
     nothing. A small body keeps its pages, which a small spool's buffered
     writes may still hold dirty."""
-    read = _read_and_drop if length > FILE_CHUNK else _read
+    drop_from = offset if length > FILE_CHUNK else None
     done = 0
     while done < length:
-        data = await threads.run_sync(read, fd, min(FILE_CHUNK, length - done), offset + done,
-                                      offset)
+        data = await threads.run_sync(_read, fd, min(FILE_CHUNK, length - done), offset + done,
+                                      drop_from)
         if not data:
             raise RemoteIOError(f"the local copy ended at {offset + done} bytes where "
                                 f"{offset + length} were to be uploaded")
@@ -457,15 +457,13 @@ async def file_range(fd: int, offset: int, length: int,
 _DROP_WINDOW = 8 * FILE_CHUNK  # more than the page cache's largest folio
 
 
-def _read(fd: int, length: int, offset: int, _start: int) -> bytes:
-    return os.pread(fd, length, offset)
-
-
-def _read_and_drop(fd: int, length: int, offset: int, start: int) -> bytes:
-    """``pread``, then what this body read up to here dropped from the page
-    cache, back to ``start`` at most: before it, another body's bytes."""
+def _read(fd: int, length: int, offset: int, drop_from: int | None) -> bytes:
+    """``pread``; then, unless ``drop_from`` is None, what the body read up to
+    here dropped from the page cache, back to ``drop_from`` (the body's start:
+    before it are another body's bytes) at most."""
     data = os.pread(fd, length, offset)
-    end = offset + len(data)
-    since = max(start, end - _DROP_WINDOW)
-    os.posix_fadvise(fd, since, end - since, os.POSIX_FADV_DONTNEED)
+    if drop_from is not None:
+        end = offset + len(data)
+        since = max(drop_from, end - _DROP_WINDOW)
+        os.posix_fadvise(fd, since, end - since, os.POSIX_FADV_DONTNEED)
     return data
