@@ -66,13 +66,19 @@ def run(args) -> int:
         mounted: list[Path] = []
         try:
             for store in STORES:
+                if stop.is_set():  # Ctrl-C while mounting: what is mounted is unmounted
+                    break
                 point = mnt / store
                 point.mkdir(parents=True, exist_ok=True)
+                # in a session of its own: a Ctrl-C meant for the demo would cut the
+                # command short while its daemon, in its own session, went on to mount
+                # unseen, and was left mounted
                 _vagonfs("mount", "--config", str(config), "--cache-dir", str(state / "cache"),
-                         f"{store}:", str(point), check=True)
+                         f"{store}:", str(point), check=True, own_session=True)
                 mounted.append(point)
-            print(_TRY.format(mnt=mnt, config=config), flush=True)
-            stop.wait()
+            else:
+                print(_TRY.format(mnt=mnt, config=config), flush=True)
+                stop.wait()
         except subprocess.CalledProcessError:
             print("vagonfs demo: a mount failed (see the message above)", file=sys.stderr)
             return 1
@@ -99,5 +105,6 @@ def _write_config(path: Path, emulator) -> Path:
     return path
 
 
-def _vagonfs(*argv: str, check: bool = False) -> None:
-    subprocess.run(vagonfs.command(*argv), check=check, stdin=subprocess.DEVNULL)
+def _vagonfs(*argv: str, check: bool = False, own_session: bool = False) -> None:
+    subprocess.run(vagonfs.command(*argv), check=check, stdin=subprocess.DEVNULL,
+                   start_new_session=own_session)

@@ -58,6 +58,37 @@ def test_demo_mounts_all_three_stores_and_ctrl_c_cleans_up(tmp_path):
     assert [problem for log in logs for problem in DaemonLog(log).problems()] == []
 
 
+def test_ctrl_c_while_the_demo_mounts_leaves_no_mount(tmp_path):
+    """Ctrl-C (to the process group) once the first store is mounted, while the
+    others are still mounting: the demo unmounts what it mounted and says no
+    mount failed."""
+    demo = subprocess.Popen([sys.executable, "-m", "vagonfs", "demo", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    mnt = tmp_path / "mnt"
+    try:
+        deadline = time.monotonic() + 90
+        while not is_mounted(mnt / "vagon") and time.monotonic() < deadline:
+            assert demo.poll() is None, "demo exited early"
+            time.sleep(0.02)
+        assert is_mounted(mnt / "vagon")
+    finally:
+        os.killpg(demo.pid, signal.SIGINT)
+        try:
+            out, _ = demo.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            _kill_demo(demo, tmp_path)
+            raise
+    stores = ("vagon", "tenant", "shannon")
+    left = [store for store in stores if is_mounted(mnt / store)]
+    if left:  # cleaned here, so that the failure below is the only trace
+        for store in left:
+            kill_mount(mnt / store)
+    assert left == [], out
+    assert demo.returncode == 0 and "a mount failed" not in out, out
+    assert "unmounted" in out
+
+
 def _kill_demo(demo: subprocess.Popen, folder) -> None:
     """A demo that hung: its mounts killed and cleaned, then the demo (its
     emulator ends with it)."""
