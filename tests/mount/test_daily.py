@@ -16,14 +16,13 @@ from vagonfs.mounttable import is_mounted
 
 from .conftest import DaemonLog, kill_mount, sh, vagonfs
 
+DEMO_STORES = ("vagon", "tenant", "shannon")
 
 
 def test_demo_mounts_all_three_stores_and_ctrl_c_cleans_up(tmp_path):
     """Ctrl-C as a terminal sends it, to the whole process group: the files
     still in their write-back window are uploaded before the emulator stops."""
-    demo = subprocess.Popen([sys.executable, "-m", "vagonfs", "demo", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    demo = _start_demo(tmp_path)
     lines: list[str] = []
     try:
         assert demo.stdout is not None  # stdout=PIPE
@@ -35,21 +34,16 @@ def test_demo_mounts_all_three_stores_and_ctrl_c_cleans_up(tmp_path):
             if "Press Ctrl-C" in line:
                 break
         mnt = tmp_path / "mnt"
-        assert all(is_mounted(mnt / store) for store in ("vagon", "tenant", "shannon"))
+        assert all(is_mounted(mnt / store) for store in DEMO_STORES)
         assert "Projects" in os.listdir(mnt / "vagon/shared")
         assert "README.md" in os.listdir(mnt / "tenant")
         assert len(os.listdir(mnt / "shannon")) == 2
         (mnt / "tenant/hello.txt").write_text("kept across demo runs\n")
         (mnt / "vagon/shared/pending.txt").write_text("in its write-back window\n")
     finally:
-        os.killpg(demo.pid, signal.SIGINT)
-        try:
-            out, _ = demo.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            _kill_demo(demo, tmp_path)
-            raise
+        out = _ctrl_c(demo, tmp_path)
     assert demo.returncode == 0, "".join(lines) + out
-    assert not any(is_mounted(tmp_path / "mnt" / s) for s in ("vagon", "tenant", "shannon"))
+    assert not any(is_mounted(tmp_path / "mnt" / s) for s in DEMO_STORES)
     assert "unmounted" in out
     logs = sorted((tmp_path / ".vagonfs-demo" / "cache").glob("*.log"))
     assert [log.name for log in logs] == ["shannon.log", "tenant.log", "vagon.log"]
@@ -62,9 +56,7 @@ def test_ctrl_c_while_the_demo_mounts_leaves_no_mount(tmp_path):
     """Ctrl-C (to the process group) once the first store is mounted, while the
     others are still mounting: the demo unmounts what it mounted and says no
     mount failed."""
-    demo = subprocess.Popen([sys.executable, "-m", "vagonfs", "demo", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    demo = _start_demo(tmp_path)
     mnt = tmp_path / "mnt"
     try:
         deadline = time.monotonic() + 90
@@ -73,14 +65,8 @@ def test_ctrl_c_while_the_demo_mounts_leaves_no_mount(tmp_path):
             time.sleep(0.02)
         assert is_mounted(mnt / "vagon")
     finally:
-        os.killpg(demo.pid, signal.SIGINT)
-        try:
-            out, _ = demo.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            _kill_demo(demo, tmp_path)
-            raise
-    stores = ("vagon", "tenant", "shannon")
-    left = [store for store in stores if is_mounted(mnt / store)]
+        out = _ctrl_c(demo, tmp_path)
+    left = [store for store in DEMO_STORES if is_mounted(mnt / store)]
     if left:  # cleaned here, so that the failure below is the only trace
         for store in left:
             kill_mount(mnt / store)
@@ -89,10 +75,28 @@ def test_ctrl_c_while_the_demo_mounts_leaves_no_mount(tmp_path):
     assert "unmounted" in out
 
 
+def _start_demo(folder) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vagonfs", "demo", str(folder)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _ctrl_c(demo: subprocess.Popen, folder) -> str:
+    """Ctrl-C as a terminal sends it, to the whole process group; what the
+    demo printed. A demo that hangs is killed, and its mounts with it."""
+    os.killpg(demo.pid, signal.SIGINT)
+    try:
+        out, _ = demo.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        _kill_demo(demo, folder)
+        raise
+    return out
+
+
 def _kill_demo(demo: subprocess.Popen, folder) -> None:
     """A demo that hung: its mounts killed and cleaned, then the demo (its
     emulator ends with it)."""
-    for store in ("vagon", "tenant", "shannon"):
+    for store in DEMO_STORES:
         kill_mount(folder / "mnt" / store)
     os.killpg(demo.pid, signal.SIGKILL)
     demo.wait()
