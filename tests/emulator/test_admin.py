@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import httpx
 import pytest
@@ -98,6 +99,35 @@ def test_stats_count_by_route_and_admin_is_not_counted(vagon, emulator):
     assert stats["bytes_in"] >= 1000 and stats["bytes_out"] > 0
     emulator.reset_stats()
     assert emulator.stats()["requests"] == {}
+
+
+def test_round_trips_count_a_chain_of_requests_once_and_side_by_side_ones_once(emulator):
+    """Three requests one after another are three round trips; five sent
+    together (each delayed, so they overlap) add one."""
+    emulator.set_faults({"latency_ms": 100})
+    try:
+        emulator.reset_stats()
+        with _tenant(emulator) as tenant:
+            for _ in range(3):
+                assert tenant.get("/api/v1/files").status_code == 200
+            assert emulator.stats()["round_trips"] == 3
+
+            def one() -> None:
+                with _tenant(emulator) as own:
+                    assert own.get("/api/v1/files").status_code == 200
+
+            threads = [threading.Thread(target=one) for _ in range(5)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+        stats = emulator.stats()
+        assert stats["requests"] == {"tenant.list": 8}
+        assert stats["round_trips"] == 4
+        emulator.reset_stats()
+        assert emulator.stats()["round_trips"] == 0
+    finally:
+        emulator.clear_faults()
 
 
 def test_admin_needs_the_key(emulator):

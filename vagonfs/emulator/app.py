@@ -22,6 +22,7 @@ from starlette.routing import Match, Route
 
 from vagonfs.emulator import admin, archive, s3, shannon, tenant, vagon, vagon_machines
 from vagonfs.emulator.context import Emulator
+from vagonfs.emulator.faults import Decision
 from vagonfs.emulator.vagon_wire import error_reply
 
 class ConnectionCut(Exception):
@@ -144,11 +145,16 @@ class Instrumented:
             return await self.app(scope, receive, send)
         stats = self.emu.stats
         decision = self.emu.faults.decide(route)
-        with stats.lock:
-            stats.requests[route] += 1
+        depth = stats.began(route)
+        try:
+            await self._answer(scope, route, decision, _Exchange(stats, route, receive, send,
+                                                                 decision.cut_after))
+        finally:
+            stats.ended(depth)
+
+    async def _answer(self, scope, route: str, decision: Decision, exchange: _Exchange) -> None:
         if decision.latency_ms:
             await anyio.sleep(decision.latency_ms / 1000)
-        exchange = _Exchange(stats, route, receive, send, decision.cut_after)
         if decision.status is not None:
             response = _fault_response(self.emu, route, decision.status, decision.retry_after)
             return await response(scope, exchange.receive, exchange.send)

@@ -26,23 +26,46 @@ if TYPE_CHECKING:  # s3 imports this module: the import graph stays one-way at r
 
 @dataclass
 class Stats:
-    """Requests and errors per route name, bytes in and out (admin not counted)."""
+    """Requests and errors per route name, bytes in and out, and the round
+    trips a client waited for (admin not counted).
+
+    ``round_trips`` is the longest chain of requests each of which began
+    after the one before it had ended: what a client over a slow link waits
+    for, as opposed to the requests it sends side by side. A request's
+    depth is one more than the deepest request that had ended when it
+    arrived. Over loopback every request ends before the client sends the
+    next, so the count means something only with latency added (a fault
+    rule's ``latency_ms``), where requests sent together overlap: then it
+    is the same from run to run, unlike a time.
+    """
     requests: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
     bytes_in: int = 0
     bytes_out: int = 0
+    round_trips: int = 0  # the deepest request that has ended
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def began(self, route: str) -> int:
+        """Count a request arriving; its depth, for ``ended``."""
+        with self.lock:
+            self.requests[route] += 1
+            return self.round_trips + 1
+
+    def ended(self, depth: int) -> None:
+        with self.lock:
+            self.round_trips = max(self.round_trips, depth)
 
     def snapshot(self) -> dict:
         with self.lock:
             return {"requests": dict(self.requests), "errors": dict(self.errors),
-                    "bytes_in": self.bytes_in, "bytes_out": self.bytes_out}
+                    "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+                    "round_trips": self.round_trips}
 
     def reset(self) -> None:
         with self.lock:
             self.requests.clear()
             self.errors.clear()
-            self.bytes_in = self.bytes_out = 0
+            self.bytes_in = self.bytes_out = self.round_trips = 0
 
 
 @dataclass
