@@ -34,6 +34,12 @@ def _octal(text: str) -> int:
         raise ConfigError(f"not an octal mask: {text!r} (try 022 or 077)") from None
 
 
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise ConfigError(f"not a count: {text!r} (a whole number, 0 or more)")
+    return int(text)
+
+
 def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
     from vagonfs.config import parse_duration, parse_size
 
@@ -72,6 +78,10 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
                    help="how long the kernel trusts file attributes (default 1s)")
     p.add_argument("--dir-cache-time", default="5m", type=checked(parse_duration),
                    help="how long a folder listing is reused (default 5m)")
+    p.add_argument("--list-ahead", default="32", type=checked(_count),
+                   help="when a folder is read, list this many of its subfolders ahead "
+                        "of a walk (find, du, rsync, a file manager), in the background "
+                        "(default 32; 0: never)")
     p.add_argument("--write-back-delay", default="2s", type=checked(parse_duration),
                    help="how long a closed file waits before its upload (default 2s)")
     p.add_argument("--stop-timeout", default="30s", type=checked(parse_duration),
@@ -186,7 +196,7 @@ def _mount_options(args: argparse.Namespace):
         gid=args.gid if args.gid is not None else os.getgid(),
         umask=_octal(args.umask), cache_max_size=parse_size(args.cache_max_size),
         attr_timeout=parse_duration(args.attr_timeout),
-        dir_cache_time=parse_duration(args.dir_cache_time),
+        dir_cache_time=parse_duration(args.dir_cache_time), list_ahead=_count(args.list_ahead),
         write_back_delay=parse_duration(args.write_back_delay),
         stop_timeout=parse_duration(args.stop_timeout),
         log_level=args.log_level, xattrs=bool(args.xattrs),

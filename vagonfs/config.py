@@ -135,6 +135,7 @@ class MountOptions:
     cache_max_size: int = 10 * 1024 ** 3
     attr_timeout: float = 1.0
     dir_cache_time: float = 300.0
+    list_ahead: int = 32  # subfolders listed ahead of a walk; 0: none
     write_back_delay: float = 2.0
     stop_timeout: float = 30.0  # how long a signal waits for uploads (systemd kills at 90 s)
     log_level: str = "INFO"

@@ -126,7 +126,7 @@ def _fs_options(options: MountOptions) -> FsOptions:
         uid=options.uid, gid=options.gid, umask=options.umask,
         read_only=options.read_only, attr_timeout=options.attr_timeout,
         dir_cache_time=options.dir_cache_time, write_back_delay=options.write_back_delay,
-        cache_max_size=options.cache_max_size)
+        cache_max_size=options.cache_max_size, list_ahead=options.list_ahead)
 
 
 def _fuse_options(options: MountOptions) -> set[str]:

@@ -20,11 +20,11 @@ def test_vagon_ls_l_of_1000_entries_costs_its_list_pages_then_nothing(mount_fact
     emulator = emulator_factory("--per-page-cap", "100")
     vagon_folder(emulator, "big", count=1000, prefix="f", size=10)
     mount = mount_factory("vagon", emulator=emulator, subpath="shared")
-    sh(f"ls -l {mount.path}")
     before = mount.calls()
+    sh(f"ls -l {mount.path}")  # lists big000000 ahead; the next ls waits for that
     out = sh(f"ls -l {mount.path}/big000000")
     assert out.count("\n") == 1001  # "total" plus one line per file
-    assert calls_since(mount, before) == {"vagon.files": math.ceil(1000 / 100)}
+    assert calls_since(mount, before) == {"vagon.files": 1 + math.ceil(1000 / 100)}
     before = mount.calls()
     sh(f"ls -l {mount.path}/big000000")
     assert calls_since(mount, before) == {}
@@ -36,10 +36,10 @@ def test_tenant_ls_l_costs_one_listing_then_nothing(mount_factory, emulator_fact
                    json={"store": "tenant", "path": "big", "count": 1000, "prefix": "f",
                          "size": 10})
     mount = mount_factory("tenant", emulator=emulator)
-    sh(f"ls -l {mount.path}")
     before = mount.calls()
+    sh(f"ls -l {mount.path}")  # lists big ahead; the next ls waits for that
     assert sh(f"ls -l {mount.path}/big").count("\n") == 1001
-    assert calls_since(mount, before) == {"tenant.list": 1}
+    assert calls_since(mount, before) == {"tenant.list": 1 + 1}
     before = mount.calls()
     sh(f"ls -l {mount.path}/big")
     assert calls_since(mount, before) == {}

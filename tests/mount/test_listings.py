@@ -19,6 +19,9 @@ import pytest
 from .conftest import Mount
 
 FILES = [f"f{i:06d}" for i in range(1000)]  # ten Vagon pages of 100
+# for a fault set up for a folder after its parent was listed: listed ahead
+# with its parent, it would be listed before the fault
+NOT_AHEAD = ("--list-ahead", "0")
 
 
 def ls(path) -> subprocess.CompletedProcess:
@@ -56,7 +59,8 @@ def test_tenant_listing_failing_is_an_error(mount_factory, emulator_factory):
     emulator = emulator_factory()
     emulator.admin("POST", "/_admin/populate",
                    json={"store": "tenant", "path": "dir", "count": 300, "prefix": "f"})
-    mount = mount_factory("tenant", emulator=emulator)
+    # no listing ahead: dir must not be listed before the fault
+    mount = mount_factory("tenant", emulator=emulator, options=NOT_AHEAD)
     assert os.listdir(mount.path) == ["dir"]  # the root is listed (and kept) before the fault
     # the tenant API lists a folder in one reply: its first page is its last
     emulator.set_faults({"rules": [{"route": "tenant.list", "status": 400, "times": 1}]})
@@ -68,7 +72,7 @@ def test_tenant_listing_failing_is_an_error(mount_factory, emulator_factory):
 @pytest.mark.parametrize("route", ["shannon.sessions", "shannon.list"])
 def test_shannon_listing_failing_is_an_error(mount_factory, emulator_factory, route):
     emulator = emulator_factory("--seed-demo")
-    mount = mount_factory("shannon", emulator=emulator)
+    mount = mount_factory("shannon", emulator=emulator, options=NOT_AHEAD)
     sessions = sorted(os.listdir(mount.path)) if route == "shannon.list" else None
     target = mount.path / sessions[0] if sessions else mount.path
     emulator.set_faults({"rules": [{"route": route, "status": 400, "times": 1}]})

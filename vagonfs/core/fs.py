@@ -40,12 +40,13 @@ from vagonfs.cache.blocks import BlockCache
 from vagonfs.cache.reader import Reader
 from vagonfs.cache.spool import Spool
 from vagonfs.cache.writeback import State
-from vagonfs.core import links
+from vagonfs.core import links, supervise
 from vagonfs.core.attrs import LocalAttrs
 from vagonfs.core.changes import Changes
 from vagonfs.core.folder_prefetch import FolderPrefetch
 from vagonfs.core.handles import DirHandle, FileHandle, Handles
 from vagonfs.core.inodes import ROOT_INODE, Node
+from vagonfs.core.list_ahead import AHEAD, ListAhead
 from vagonfs.core.namespace import Namespace
 from vagonfs.core.writes import Writes
 from vagonfs.errors import (BadHandle, IsADirectory, NotADirectory, NotFound, Stale,
@@ -53,6 +54,8 @@ from vagonfs.errors import (BadHandle, IsADirectory, NotADirectory, NotFound, St
 from vagonfs.remote.base import Capacity, Entry, Store
 
 log = logging.getLogger("vagonfs.fs")
+
+CAPACITY_FRESH = 30.0  # seconds statfs answers from what it heard without asking again
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class FsOptions:
     dir_cache_time: float = 300.0
     write_back_delay: float = 2.0
     cache_max_size: int = 10 * 1024 ** 3
+    list_ahead: int = AHEAD  # subfolders listed ahead of a walk (core/list_ahead.py); 0: none
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class Filesystem:
         self._folder_prefetch = FolderPrefetch(self._reader)
         self.namespace = Namespace(store, root, options.dir_cache_time, self._reader)
         self.inodes = self.namespace.inodes
+        self.list_ahead = ListAhead(self.namespace, nursery, options.list_ahead)
         self.handles = Handles()
         self._attrs = LocalAttrs(cache_root / "attrs.sqlite3", store.cache_key)
         self.writes = Writes(store, self.namespace, self._reader, self._attrs, cache_root,
@@ -98,7 +103,8 @@ class Filesystem:
         self.writeback = self.writes.queue
         self.changes = Changes(store, self.namespace, self.writeback, self._reader,
                                self._attrs, read_only=options.read_only)
-        self._capacity: tuple[float, Capacity] | None = None
+        self._capacity: tuple[float, Capacity] | None = None  # (when heard, what)
+        self._asking_capacity = False
 
     async def start(self) -> None:
         """Queue what a previous run left in the journal, then run uploads."""
@@ -176,6 +182,7 @@ class Filesystem:
         handle = self.handles.folder(fh)
         if handle.entries is None:
             handle.entries = await self.namespace.entries(handle.node)
+            self.list_ahead.read(handle.node, handle.entries)
         for index in range(start, len(handle.entries)):
             entry = handle.entries[index]
             node = self.inodes.child(handle.node.ino, entry.name)
@@ -325,7 +332,22 @@ class Filesystem:
                                   self.node(new_parent_ino), new_name, noreplace=noreplace)
 
     async def statfs(self) -> Capacity:
-        now = time.monotonic()
-        if self._capacity is None or now - self._capacity[0] > 30:
-            self._capacity = (now, await self.store.capacity())
-        return self._capacity[1]
+        """The store's capacity. Once known it is answered at once, and asked
+        again in the background when older than ``CAPACITY_FRESH``: ``df``,
+        file managers and ``find`` (gnulib's fts asks for each walk) would
+        otherwise wait a round trip for a figure that changes slowly."""
+        known = self._capacity
+        if known is None:
+            return await self._ask_capacity()
+        if trio.current_time() - known[0] > CAPACITY_FRESH and not self._asking_capacity:
+            self._asking_capacity = True
+            supervise.spawn(self._nursery, "capacity", self._ask_capacity)
+        return known[1]
+
+    async def _ask_capacity(self) -> Capacity:
+        try:
+            capacity = await self.store.capacity()
+        finally:
+            self._asking_capacity = False
+        self._capacity = (trio.current_time(), capacity)
+        return capacity

@@ -46,6 +46,11 @@ class Listings:
         """Entries kept across all folders (what the bound counts)."""
         return self._entries
 
+    @property
+    def max_entries(self) -> int:
+        """The bound on ``entries``."""
+        return self._max_entries
+
     def get(self, ino: int) -> Mapping[str, Entry] | None:
         """Folder ``ino``'s listing while fresh, else None."""
         kept = self._kept.get(ino)

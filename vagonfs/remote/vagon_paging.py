@@ -3,7 +3,9 @@
 The first page is asked with ``per_page=100``; the server may serve fewer
 (it clamps), so the page size is read from the reply. Once ``count`` is
 known, the remaining pages are fetched ``PAGE_PARALLELISM`` at a time and
-still handed out in order. Items come flat or as JSON:API objects
+still handed out in order: over a link of 40 ms a folder of 1,000 files is
+page 1 and then one round trip for the nine others, where one page after
+another was ten. Items come flat or as JSON:API objects
 (``{id, type, attributes}``); callers see one shape (``flatten``).
 """
 
@@ -17,7 +19,7 @@ from vagonfs.remote.base import task_group
 from vagonfs.remote.replies import reply_shape
 
 PER_PAGE = 100
-PAGE_PARALLELISM = 4
+PAGE_PARALLELISM = 16  # pages asked at once: within the HTTP client's connections
 
 CallFn = Callable[..., Awaitable[dict]]  # VagonApi.call: one signed request
 
