@@ -9,14 +9,19 @@ written to disk after, off their path; replies are slices of those buffers.
 
 Read-ahead follows mountpoint-s3's prefetcher. Each open handle has a cursor
 (:class:`ReadState`). Once the handle has read half a block in order, the
-cursor streams ahead of it, one GET per window, and the window doubles (1, 2,
-4 ... ``MAX_RUN_BLOCKS`` blocks) while reading stays in order; the next window
-is asked for when the reader is half-way into what is ahead. A read up to a
-block behind (the kernel reorders its own read-ahead) or skipping forward within
-what the cursor asked for keeps the cursor; any other seek resets it and
-cancels its runs. All cursors together keep at most ``MAX_INFLIGHT_BLOCKS``
-read-ahead blocks asked for and not yet received. A store that cannot serve
-ranges (``ranged_reads`` false) gets one run for the whole file.
+cursor streams ahead of it, and the window doubles (1, 2, 4 ...
+``MAX_WINDOW_BLOCKS`` blocks) while reading stays in order; the next window is
+asked for when the reader is half-way into what is ahead. A window is asked
+as GETs of at most ``PART_BLOCKS`` blocks, side by side, as mountpoint-s3 and
+gcsfuse split a read: over a real link one connection carries at most its
+TCP window a round trip (50 MB/s for 2 MiB at 40 ms), so one GET per window
+left most of the link idle. A read up to a block behind (the kernel reorders
+its own read-ahead) or skipping forward within what the cursor asked for
+keeps the cursor; any other seek resets it and cancels its runs. All cursors
+together keep at most ``MAX_INFLIGHT_BYTES`` of read-ahead asked for and not
+yet received, counted in bytes so that a small file fetched ahead costs its
+size, not a block. A store that cannot serve ranges (``ranged_reads`` false)
+gets one run for the whole file.
 
 Runs are supervised tasks in the mount's nursery, shared by every handle on the
 same file version; a failed run wakes its waiters with the error and leaves the
@@ -42,8 +47,9 @@ from vagonfs.remote.base import Entry, Store
 
 log = logging.getLogger("vagonfs.read")
 
-MAX_RUN_BLOCKS = 16
-MAX_INFLIGHT_BLOCKS = 48  # below the hot set: read-ahead is still in memory when read
+MAX_WINDOW_BLOCKS = 32
+PART_BLOCKS = 4  # a GET's most, read-ahead's or a reader's own
+MAX_INFLIGHT_BYTES = 48 * BLOCK_SIZE  # below the hot set: read-ahead is still in memory when read
 # a first read, or a file manager sniffing a file's head, fetches only its own block
 IN_ORDER_AFTER = BLOCK_SIZE // 2
 REORDER_BYTES = BLOCK_SIZE  # how far behind the cursor a read may end and still be in order
@@ -78,7 +84,7 @@ class _Run:
     fetches: _Fetches
     first: int
     last: int
-    counted: bool  # read-ahead: counts against MAX_INFLIGHT_BLOCKS
+    counted: bool  # read-ahead: counts against MAX_INFLIGHT_BYTES
     cursor: ReadState | None
     next: int = 0
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
@@ -121,7 +127,7 @@ class Reader:
         if entry.is_dir or not entry.ready or entry.size <= 0:
             return True
         nblocks = -(-entry.size // BLOCK_SIZE)
-        if self._inflight + nblocks > MAX_INFLIGHT_BLOCKS:
+        if self._inflight + entry.size > MAX_INFLIGHT_BYTES:
             return False
         obj = object_id(self._store.cache_key(entry.key), entry.version)
         self._start_missing(entry, obj, 0, nblocks - 1, counted=True)
@@ -164,7 +170,7 @@ class Reader:
         what is already asked for ahead of it."""
         start = max(state.ahead_to, last + 1)
         count = min(state.window, -(-entry.size // BLOCK_SIZE) - start,
-                    MAX_INFLIGHT_BLOCKS - self._inflight)
+                    (MAX_INFLIGHT_BYTES - self._inflight) // BLOCK_SIZE)
         if count <= 0 or 2 * (start - last - 1) >= state.window:
             return
         self._start_missing(entry, obj, start, start + count - 1, counted=True, cursor=state)
@@ -174,7 +180,7 @@ class Reader:
             supervise.spawn(self._nursery, f"read {entry.name} from the cache",
                             self._cache.load_run, cached)
         state.ahead_to = start + count
-        state.window = min(2 * state.window, MAX_RUN_BLOCKS)
+        state.window = min(2 * state.window, MAX_WINDOW_BLOCKS)
 
     def _cancel(self, state: ReadState) -> None:
         for scope in state.runs:
@@ -219,7 +225,7 @@ class Reader:
                     run = []
                 continue
             run.append(index)
-            if len(run) == MAX_RUN_BLOCKS and ranged:
+            if len(run) == PART_BLOCKS and ranged:
                 self._launch(entry, obj, run[0], run[-1], counted, cursor)
                 run = []
         if run:
@@ -236,7 +242,7 @@ class Reader:
         if cursor is not None:
             cursor.runs.add(run.scope)
         if counted:
-            self._inflight += last - first + 1
+            self._inflight += min(entry.size, (last + 1) * BLOCK_SIZE) - first * BLOCK_SIZE
         supervise.spawn(self._nursery, f"read {entry.name}", self._fetch_run, run)
 
     async def _fetch_run(self, run: _Run) -> None:
@@ -281,17 +287,18 @@ class Reader:
         event = run.fetches.waiting.pop(run.next, None)
         if event is not None:
             event.set()
-        run.next += 1
         if run.counted:
-            self._inflight -= 1
+            self._inflight -= _length(run.entry, run.next)
+        run.next += 1
 
     def _finish(self, run: _Run) -> None:
         fetches = run.fetches
         fetches.runs.discard(run.scope)
         if run.cursor is not None:
             run.cursor.runs.discard(run.scope)
-        if run.counted:
-            self._inflight -= run.last - run.next + 1
+        if run.counted and run.next <= run.last:
+            self._inflight -= (min(run.entry.size, (run.last + 1) * BLOCK_SIZE)
+                               - run.next * BLOCK_SIZE)
         for index in range(run.next, run.last + 1):
             event = fetches.waiting.pop(index, None)
             if event is not None:
