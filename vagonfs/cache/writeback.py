@@ -63,7 +63,7 @@ if TYPE_CHECKING:  # the core imports this module; at run time, never back
 log = logging.getLogger("vagonfs.upload")
 
 PERMANENT = (NoSpace, FileTooLarge, PermissionDenied, InvalidName, ReadOnly)
-MAX_PARALLEL_UPLOADS = 8  # small files upload side by side; big ones bound their parts
+MAX_PARALLEL_UPLOADS = 32  # files sending at once: a small one waits out three round trips
 HOLD_MAX = 30.0  # seconds an upload waits past its delay for the mount's writers to pause
 
 

@@ -7,7 +7,9 @@ byte (a download link, then the GET), one file at a time; read-ahead inside
 a file cannot help. So once two files of a folder were opened in listing
 order, the next ``AHEAD`` small files of that listing are fetched into the
 block cache in parallel (``Reader.prefetch``), and the window slides with each
-open. A folder read in any other order, or a file opened alone, fetches
+open. Over a link of 40 ms a small file costs two round trips (its link, its
+GET), so the window must hold what two round trips of copying take: 24
+files made ``rsync`` of 200 wait about 30 round trips. A folder read in any other order, or a file opened alone, fetches
 nothing more than it asks for.
 
 State: the order of the last ``FOLDERS`` folders read this way (built once per
@@ -26,7 +28,7 @@ from vagonfs.cache.blocks import BLOCK_SIZE
 from vagonfs.cache.reader import Reader
 from vagonfs.remote.base import Entry
 
-AHEAD = 24  # files fetched ahead of the one opened (within the reader's in-flight bound)
+AHEAD = 64  # files fetched ahead of the one opened (within the reader's in-flight bound)
 SMALL = BLOCK_SIZE  # bytes: a file fetched whole ahead of time; bigger ones wait for their reader
 FOLDERS = 8
 

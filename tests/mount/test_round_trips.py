@@ -1,0 +1,161 @@
+"""What a user waits for over a slow link, in round trips: the emulator adds
+latency to every request and counts the longest chain of requests each sent
+after the one before had ended (``round_trips`` in its stats), so what the
+mount sends side by side counts once. Deterministic where a time over a
+simulated link is not, and short: the latency is a few tens of ms."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+from .conftest import sh, vagon_folder
+
+LATENCY_MS = 40
+
+
+@contextlib.contextmanager
+def slow_link(emulator):
+    """Every request of the block delayed; yields a reader of the round trips so far."""
+    emulator.set_faults({"latency_ms": LATENCY_MS})
+    emulator.reset_stats()
+    try:
+        yield lambda: emulator.stats()["round_trips"]
+    finally:
+        emulator.clear_faults()
+
+
+def test_ls_l_of_1000_files_waits_for_page_one_then_the_rest_together(mount_factory,
+                                                                      emulator_factory):
+    emulator = emulator_factory("--per-page-cap", "100")
+    vagon_folder(emulator, "big", count=1000, prefix="f", size=10)
+    mount = mount_factory("vagon", emulator=emulator)
+    with slow_link(emulator) as round_trips:
+        assert sh(f"ls -l {mount.path}/shared/big000000").count("\n") == 1001
+        # the folder's lookup, page 1 (it gives the count), the other 9 pages together
+        assert round_trips() == 3
+
+
+def folder_tree(emulator, name: str, folders: int, files: int) -> int:
+    """``name000000`` in the shared files, with ``folders`` subfolders of
+    ``files`` files each; its id."""
+    top = vagon_folder(emulator, name)
+    made = emulator.admin("POST", "/_admin/populate", json={
+        "store": "vagon", "parent_id": top, "count": folders, "prefix": "d",
+        "object_type": "directory"})["ids"]
+    for folder in made:
+        if files:
+            emulator.admin("POST", "/_admin/populate", json={
+                "store": "vagon", "parent_id": folder, "count": files, "prefix": "f",
+                "size": 10})
+    return top
+
+
+def test_find_over_100_folders_lists_them_ahead_together_and_each_once(mount_factory,
+                                                                       emulator_factory):
+    emulator = emulator_factory("--per-page-cap", "100")
+    folder_tree(emulator, "tree", 100, 10)
+    mount = mount_factory("vagon", emulator=emulator)
+    with slow_link(emulator) as round_trips:
+        assert sh(f"find {mount.path}/shared/tree000000").count("\n") == 1 + 100 + 1000
+        # find's statfs, the tree's lookup and listing, then its 100 subfolders
+        # 16 at a time (list_ahead.IN_FLIGHT): 3 + 7 at best; each listing
+        # ahead starts as one ends, so the waves' starts stagger and a few more
+        # show (11-12 measured); a walk that waits for each folder is 103
+        assert round_trips() <= 13
+        # each folder once
+        assert emulator.stats()["requests"] == {"vagon.files": 102, "vagon.capacity": 1}
+
+
+def test_without_listing_ahead_a_walk_waits_for_each_folder(mount_factory, emulator_factory):
+    emulator = emulator_factory("--per-page-cap", "100")
+    folder_tree(emulator, "tree", 20, 1)
+    mount = mount_factory("vagon", emulator=emulator, options=("--list-ahead", "0"))
+    with slow_link(emulator) as round_trips:
+        assert sh(f"find {mount.path}/shared/tree000000").count("\n") == 1 + 20 + 20
+        assert round_trips() == 1 + 2 + 20  # find's statfs, then folder after folder
+        assert emulator.stats()["requests"] == {"vagon.files": 22, "vagon.capacity": 1}
+
+
+def test_ls_of_one_folder_lists_at_most_the_bound_ahead(mount_factory, emulator_factory):
+    emulator = emulator_factory("--per-page-cap", "100")
+    folder_tree(emulator, "wide", 50, 0)
+    mount = mount_factory("vagon", emulator=emulator, options=("--list-ahead", "8"))
+    emulator.reset_stats()
+    assert sh(f"ls {mount.path}/shared/wide000000").split() == [f"d{i:06d}" for i in range(50)]
+    # the folder's lookup and listing, then 8 of its subfolders, all started
+    # together by the readdir, so they are all in once the count reaches 10
+    wait_for_calls(emulator, 10)
+    sh(f"ls {mount.path}/shared/wide000000")
+    assert emulator.stats()["requests"] == {"vagon.files": 10}  # the second ls: cached
+
+
+def test_a_lookup_in_a_folder_never_listed_is_one_round_trip(mount_factory, emulator_factory):
+    emulator = emulator_factory("--per-page-cap", "100")
+    folder_tree(emulator, "deep", 3, 3)
+    mount = mount_factory("vagon", emulator=emulator)
+    with slow_link(emulator) as round_trips:
+        sh(f"stat {mount.path}/shared/deep000000/d000001/f000002")
+        assert round_trips() == 3  # one lookup in each of three folders
+        assert emulator.stats()["requests"] == {"vagon.files": 3}
+
+
+def wait_for_calls(emulator, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(emulator.stats()["requests"].values()) < count:
+        assert time.monotonic() < deadline, f"{emulator.stats()} after {timeout} s"
+        time.sleep(0.05)
+
+
+def test_rsync_down_of_200_small_files_fetches_them_together(mount_factory, emulator_factory,
+                                                             tmp_path):
+    emulator = emulator_factory("--per-page-cap", "100")
+    vagon_folder(emulator, "small", count=200, prefix="f", size=4096)
+    mount = mount_factory("vagon", emulator=emulator)
+    with slow_link(emulator) as round_trips:
+        sh(f"rsync -a {mount.path}/shared/small000000/ {tmp_path}/copy/")
+        # the folder's lookup and two pages, then the files 64 ahead of the
+        # copy, each its link then its GET, links 32 at a time: 11 at best;
+        # as one ends the next starts, so the chain grows past that (16-20
+        # measured; 32 with 24 ahead and 8 links at a time; 400 file by file)
+        assert round_trips() <= 24
+        assert emulator.stats()["requests"] == {
+            "vagon.files": 3, "vagon.download_link": 200, "s3.get_object": 200}
+    assert sh(f"cat {tmp_path}/copy/* | wc -c").strip() == str(200 * 4096)
+
+
+def test_the_first_bytes_of_a_file_wait_for_nothing_that_could_go_earlier(mount_factory,
+                                                                         emulator_factory):
+    emulator = emulator_factory("--per-page-cap", "100")
+    folder_tree(emulator, "first", 1, 3)
+    mount = mount_factory("vagon", emulator=emulator)
+    with slow_link(emulator) as round_trips:
+        sh(f"head -c 4096 {mount.path}/shared/first000000/d000000/f000001 >/dev/null")
+        # a lookup in each of three folders never listed, the file's link, its
+        # GET: each needs what the one before it answered
+        assert round_trips() == 5
+        assert emulator.stats()["requests"] == {
+            "vagon.files": 3, "vagon.download_link": 1, "s3.get_object": 1}
+
+
+def test_rsync_up_of_200_small_files_returns_without_the_store_and_uploads_them_together(
+        mount_factory, emulator_factory, tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    for i in range(200):
+        (source / f"f{i:04d}").write_bytes(os.urandom(4096))
+    emulator = emulator_factory()
+    mount = mount_factory("vagon", emulator=emulator)
+    with slow_link(emulator) as round_trips:
+        sh(f"rsync -a {source}/ {mount.path}/shared/up/")
+        # the destination's lookups and its mkdir; the files wait for nothing
+        assert round_trips() <= 3
+        assert emulator.stats()["requests"] == {"vagon.files": 2, "vagon.create": 1}
+        mount.wait_uploaded()
+        # each file's create, part and complete one after another, 32 files
+        # at once (writeback.MAX_PARALLEL_UPLOADS): 20 measured, 58 with 8
+        assert round_trips() <= 24
+        assert emulator.stats()["requests"] == {
+            "vagon.files": 2, "vagon.create": 201, "s3.part_put": 200, "vagon.complete": 200}
+    sh(f"diff -r {source} {mount.path}/shared/up")
