@@ -36,6 +36,13 @@ async def _upload(store, folder, name: str, data: bytes, tmp_path, progress=None
                                   content_type="application/octet-stream", progress=progress)
 
 
+async def _upload_elsewhere(emulator, name: str, data: bytes, tmp_path):
+    """Uploaded by another client (a colleague's mount): the store under test
+    has no link of its own to the new content, as it would after its own upload."""
+    async with store_of(emulator, "vagon") as (other, _):
+        return await _upload(other, await find(other, "shared"), name, data, tmp_path)
+
+
 # -- listing ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("form,cap,pages", [("flat", "100", [100, 100, 50]),
@@ -197,6 +204,22 @@ def test_overwrite_keeps_the_key_and_changes_the_version(emulator_factory, tmp_p
     assert [same(e) for e in listing] == [same(second), same(empty)]
 
 
+def test_a_file_just_uploaded_reads_back_through_the_link_its_complete_named(
+        emulator_factory, tmp_path):
+    emulator = emulator_factory()
+    data = os.urandom(3000)
+
+    async def main():
+        async with store_of(emulator, "vagon") as (store, _):
+            shared = await find(store, "shared")
+            entry = await _upload(store, shared, "fresh.bin", data, tmp_path)
+            emulator.reset_stats()
+            return await read_all(store, entry)
+
+    assert trio.run(main) == data
+    assert route_counts(emulator) == {"s3.get_object": 1}  # no download link asked
+
+
 def test_folders_and_names(emulator_factory, tmp_path):
     emulator = emulator_factory()
 
@@ -264,7 +287,7 @@ def test_expired_link_is_refreshed_once_and_reused_otherwise(emulator_factory, t
 
     async def main():
         async with store_of(emulator, "vagon") as (store, _):
-            entry = await _upload(store, await find(store, "shared"), "f.bin", data, tmp_path)
+            entry = await _upload_elsewhere(emulator, "f.bin", data, tmp_path)
             emulator.reset_stats()
             assert await read_all(store, entry) == data
             assert await read_all(store, entry, 1000, 2000) == data[1000:2000]
@@ -295,8 +318,7 @@ def test_links_of_many_files_read_at_once_are_asked_within_their_bound(emulator_
 
     async def main():
         async with store_of(emulator, "vagon") as (store, _):
-            shared = await find(store, "shared")
-            entries = [await _upload(store, shared, name, data, tmp_path)
+            entries = [await _upload_elsewhere(emulator, name, data, tmp_path)
                        for name, data in files.items()]
             real = store.api.download_link
 
@@ -335,10 +357,9 @@ def test_a_link_asked_in_a_worker_thread_is_retried_and_its_errors_mapped(emulat
 
     async def main():
         async with store_of(emulator, "vagon") as (store, stats):
-            shared = await find(store, "shared")
-            entry = await _upload(store, shared, "f.bin", data, tmp_path)
-            cut = await _upload(store, shared, "cut.bin", data, tmp_path)
-            gone = await _upload(store, shared, "gone.bin", data, tmp_path)
+            entry = await _upload_elsewhere(emulator, "f.bin", data, tmp_path)
+            cut = await _upload_elsewhere(emulator, "cut.bin", data, tmp_path)
+            gone = await _upload_elsewhere(emulator, "gone.bin", data, tmp_path)
             await store.delete(gone)
             emulator.reset_stats()
             emulator.set_faults({"rules": [

@@ -276,11 +276,12 @@ class VagonStore(Store):
         """Multipart, once the file is closed: ``vagon_upload`` says why."""
         self._check_name(name)
         scope = await self._writable(folder)
-        file_id, uid = await vagon_upload.upload(
+        file_id, uid, complete = await vagon_upload.upload(
             self.api, name, int(scope.id or 0),
             scope.machine_id if scope.scope == MACHINE_FILES else None, source, size,
             content_type=content_type or "application/octet-stream", progress=progress,
             parallelism=self._part_parallelism)
+        self._links.uploaded(file_id, uid, complete)
         # what the next listing will say, without asking: the uid is the version
         return Entry(name=name, is_dir=False, key=VagonKey(scope.scope, scope.machine_id, file_id),
                      size=size, mtime=time.time(), version=uid, content_type=content_type,

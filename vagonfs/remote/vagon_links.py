@@ -88,15 +88,25 @@ class DownloadLinks:
                     url = reply["url"]
                     if not isinstance(url, str) or not url:
                         raise ValueError(f"url is {url!r}")
-                    # urljoin: 11 us here, httpx.URL.join 150-190 us, once a file
-                    url = urljoin(self._api.base_url, url)
-                expires, now = link_expiry(url, reply.get("expires_at")), time.time()
-                renew_at = expires - min(60.0, max(0.0, expires - now) * 0.1)
-                self._links[file_id] = _Link(version, url, renew_at)
-                return url
+                return self._keep(file_id, version, url, reply.get("expires_at"))
         finally:
             if not lock.locked() and not lock.statistics().tasks_waiting:
                 self._locks.pop(file_id, None)
+
+    def uploaded(self, file_id: int, version: str, complete: dict) -> None:
+        """An upload's complete names a link to the new content (``download_url``):
+        kept, so reading back a file just written asks for none."""
+        url = complete.get("download_url")
+        if isinstance(url, str) and url:
+            self._keep(file_id, version, url, complete.get("expires_at"))
+
+    def _keep(self, file_id: int, version: str, url: str, expires_at) -> str:
+        # urljoin: 11 us here, httpx.URL.join 150-190 us, once a file
+        url = urljoin(self._api.base_url, url)
+        expires, now = link_expiry(url, expires_at), time.time()
+        renew_at = expires - min(60.0, max(0.0, expires - now) * 0.1)
+        self._links[file_id] = _Link(version, url, renew_at)
+        return url
 
     def forget(self, file_id: int) -> None:
         """The file is deleted: its link is of no use."""

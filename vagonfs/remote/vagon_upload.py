@@ -43,8 +43,9 @@ def part_size_mb(size: int) -> int:
 
 async def upload(api: VagonApi, name: str, parent_id: int, machine_id: int | None,
                  source: BinaryIO, size: int, *, content_type: str,
-                 progress: ProgressFn | None, parallelism: int) -> tuple[int, str]:
-    """Store ``size`` bytes of ``source``; returns the file's id and uid."""
+                 progress: ProgressFn | None, parallelism: int) -> tuple[int, str, dict]:
+    """Store ``size`` bytes of ``source``; returns the file's id and uid, and
+    the complete's reply (its ``download_url`` is a link to the new content)."""
     reply = await api.create_upload(name, parent_id, size=size, chunk_mb=part_size_mb(size),
                                     content_type=content_type, machine_id=machine_id)
     with reply_shape("Vagon upload"):
@@ -57,7 +58,7 @@ async def upload(api: VagonApi, name: str, parent_id: int, machine_id: int | Non
     etags = await _put_parts(api, source.fileno(), size, chunk, urls, progress, parallelism)
     done = await api.complete(file_id, etags)
     with reply_shape("Vagon complete"):
-        return file_id, str(done.get("uid") or reply.get("uid"))
+        return file_id, str(done.get("uid") or reply.get("uid")), done
 
 
 async def _put_parts(api: VagonApi, fd: int, size: int, chunk: int, urls: list[str],
