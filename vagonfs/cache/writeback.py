@@ -32,8 +32,9 @@ States of a written file, and what a crash leaves at each::
   next ``fsync``/``close`` on it returns the error.
 
 The queue knows nothing of stores or paths: the filesystem core hands it an
-``upload`` coroutine and a ``path_of`` function, so the data path does not
-reach back up.
+``upload`` coroutine, a ``path_of`` function and a ``clean`` one (the node's
+content is settled: the inode table drops a node the kernel has forgotten), so
+the data path does not reach back up.
 """
 
 from __future__ import annotations
@@ -98,12 +99,13 @@ class WriteBack:
     identity); trio-thread only."""
 
     def __init__(self, root: Path, delay: float, upload: UploadFn,
-                 path_of: Callable[[Node], str]):
+                 path_of: Callable[[Node], str], clean: Callable[[Node], None]):
         self.spools = SpoolFiles(root / "spool")
         self._journal = Journal(root / "journal")
         self._delay = delay
         self._upload = upload
         self._path_of = path_of
+        self._clean = clean  # the node's content is settled: the inode table may drop it
         self._pending: dict[Node, Pending] = {}
         # (due, tie-breaker, pending) of every queueing, earliest first; an entry
         # whose pending has moved on since is dropped when it comes to the top
@@ -213,11 +215,11 @@ class WriteBack:
         pending = self._pending.pop(node, None)
         if pending is None:
             return
-        node.dirty = None
         self._drop_record(pending)
         if pending.state is not State.UPLOADING:
             pending.spool.discard()
         pending.settled.set()
+        self._clean(node)
 
     def all(self) -> list[Pending]:
         """What is not on the store yet."""
@@ -371,8 +373,8 @@ class WriteBack:
     def _done(self, pending: Pending) -> None:
         """The store has this content and no writer has the file open."""
         del self._pending[pending.node]
-        pending.node.dirty = None
         pending.spool.discard()
+        self._clean(pending.node)
 
     def _failed(self, pending: Pending, path: str, exc: Exception) -> None:
         if isinstance(exc, StoreError):

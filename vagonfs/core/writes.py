@@ -35,7 +35,8 @@ class Writes:
         self._namespace = namespace
         self._reader = reader
         self._attrs = attrs
-        self.queue = WriteBack(cache_root, delay, self._upload, namespace.inodes.path)
+        self.queue = WriteBack(cache_root, delay, self._upload, namespace.inodes.path,
+                               namespace.inodes.clean)
 
     def check_size(self, size: int) -> None:
         limit = self.store.capabilities.max_file_size
