@@ -8,7 +8,8 @@ States of a written file, and what a crash leaves at each::
     open ──close──▶ queued ──delay──▶ uploading ──confirmed──▶ (gone)
       │ ▲             ▲                 │  │
       │ │             └─── transient ───┤  └─ a writer still has it open ──▶ synced
-      │ │                               └── refused for good ──▶ failed         │
+      │ │                               ├── refused for good ──▶ failed         │
+      │ │                               └── its spool unreadable ──▶ lost       │
       │ └──────────── a write (the same spool; a copy while uploading) ─────────┘
       ├─ fsync ──▶ uploading, at once
       └─ data in a spool file only (lost on a crash only if never flushed)
@@ -30,6 +31,13 @@ States of a written file, and what a crash leaves at each::
 - A file refused for good (quota, size limit, permission) stays ``failed``
   with its spool kept under the cache dir; ``vagonfs status`` lists it and the
   next ``fsync``/``close`` on it returns the error.
+- A file whose spool is gone or unreadable (``LocalCopyLost``) can never be
+  sent: it goes ``lost`` at its first attempt, with one ERROR line, its journal
+  record closed (no later mount replays it) and no retry; ``vagonfs status``
+  lists it and ``fsync``/``close`` return EIO.
+- ``upload_all`` (``vagonfs sync``, unmount) starts every upload at once and
+  waits on each one's ``settled`` event, never polling: a retry replaces the
+  event, so the wait goes on to the retry's outcome.
 
 The queue knows nothing of stores or paths: the filesystem core hands it an
 ``upload`` coroutine, a ``path_of`` function and a ``clean`` one (the node's
@@ -55,8 +63,8 @@ import trio
 from vagonfs.cache.journal import Journal
 from vagonfs.cache.spool import Spool, SpoolFiles
 from vagonfs.core import supervise
-from vagonfs.errors import (FileTooLarge, InvalidName, NoSpace, PermissionDenied, ReadOnly,
-                            StoreError)
+from vagonfs.errors import (FileTooLarge, InvalidName, LocalCopyLost, NoSpace,
+                            PermissionDenied, ReadOnly, StoreError)
 
 if TYPE_CHECKING:  # the core imports this module; at run time, never back
     from vagonfs.core.inodes import Node
@@ -73,6 +81,7 @@ class State(enum.Enum):
     QUEUED = "queued"
     UPLOADING = "uploading"
     FAILED = "failed"
+    LOST = "lost"  # its spool is gone or unreadable: never uploaded, not retried
     SYNCED = "synced"  # on the store; the spool kept while a writer has the file open
 
 
@@ -89,6 +98,11 @@ class Pending:
     settled: trio.Event = field(default_factory=trio.Event)
     writing: bool = True  # a writer still has the file open (until ``closed``)
     after: Pending | None = None  # an older upload of the file, to land first
+
+    @property
+    def uploaded(self) -> bool:
+        """Settled without an error: on the store (or deleted meanwhile)."""
+        return self.settled.is_set() and self.error is None
 
 
 UploadFn = Callable[["Node", Spool, Callable[[int], None]], Awaitable[None]]
@@ -175,7 +189,7 @@ class WriteBack:
         pending = self._pending.get(node)
         if pending is None or pending.state is State.SYNCED:
             return
-        if pending.state is State.FAILED and pending.error is not None:
+        if pending.state in (State.FAILED, State.LOST) and pending.error is not None:
             raise pending.error
         self._write_record(pending)
 
@@ -225,23 +239,33 @@ class WriteBack:
         """What is not on the store yet."""
         return [p for p in self._pending.values() if p.state is not State.SYNCED]
 
-    async def drain(self, timeout: float | None = None) -> bool:
-        """Upload everything now (unmount); False when the timeout came first.
-        Files still open for writing are journaled first: a drain cut short
-        (a signal's deadline) leaves them recorded for the next mount."""
+    async def upload_all(self, timeout: float | None = None) -> list[Pending]:
+        """Upload everything pending now, without the write-back delay
+        (``vagonfs sync``, unmount), and wait until the store confirmed or
+        refused each; what is not uploaded when they all settled or
+        ``timeout`` passed. Files still open for writing upload what is
+        written so far, journaled first: a wait cut short (a signal's
+        deadline) leaves them recorded for the next mount."""
         for pending in self._pending.values():
             if pending.state is State.OPEN:
-                with contextlib.suppress(StoreError):  # logged once; drained all the same
+                with contextlib.suppress(StoreError):  # logged once; uploaded all the same
                     self._write_record(pending)
             if pending.state in (State.OPEN, State.QUEUED):
                 self._queue_at(pending, 0.0)
         self._wakeup.set()
+        waited = [p for p in self._pending.values() if p.state is not State.SYNCED]
         with trio.move_on_after(timeout if timeout is not None else math.inf):
-            while any(p.state not in (State.FAILED, State.SYNCED)
-                      for p in self._pending.values()):
-                await trio.sleep(0.1)
-            return True
-        return False
+            for pending in waited:
+                while not pending.settled.is_set():  # a retry brings a new event
+                    await pending.settled.wait()
+        return [p for p in waited if not p.uploaded]
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Upload everything now (unmount); False when the timeout came first.
+        What the store refused for good, or whose spool is lost, does not
+        hold it: no wait would change them."""
+        left = await self.upload_all(timeout)
+        return all(p.settled.is_set() for p in left)
 
     # -- the journal ---------------------------------------------------------
 
@@ -385,6 +409,13 @@ class WriteBack:
         error.logged = True  # told below; an fsync that returns it need not repeat it
         if self._pending.get(pending.node) is not pending:  # deleted or rewritten meanwhile
             pending.spool.discard()
+            pending.settled.set()
+            return
+        if isinstance(error, LocalCopyLost):
+            pending.state = State.LOST
+            log.error("upload of %s failed for good: %s; not retried, and the journal "
+                      "no longer names it", path, error)
+            self._drop_record(pending)
             pending.settled.set()
             return
         if isinstance(error, PERMANENT):
