@@ -22,6 +22,9 @@ from vagonfs.cli_parser import CommandParser, checked
 from vagonfs.errors import ConfigError
 
 SUBCOMMANDS = ("mount", "unmount", "umount", "status", "archive", "emulator", "demo")
+# ``unmount``'s status when the mount ended with uploads left in its journal, as
+# the daemon's own (sysexits.h's EX_TEMPFAIL: the next mount finishes them)
+EXIT_UPLOADS_LEFT = 75
 
 # the extra that `vagonfs emulator` and `vagonfs demo` need, by the modules it brings
 _EMULATOR_MODULES = ("starlette", "uvicorn", "python_multipart")
@@ -108,8 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mount_arguments(mount)
     mount.set_defaults(run=_mount, parser=mount)
 
-    unmount = sub.add_parser("unmount", aliases=["umount"],
-                             help="upload what is pending, then unmount")
+    unmount = sub.add_parser(
+        "unmount", aliases=["umount"], help="upload what is pending, then unmount",
+        description="Upload what is pending for at most the mount's --stop-timeout, then "
+                    "unmount; what is not uploaded by then stays in the journal for the next "
+                    "mount (exit status 75).")
     unmount.add_argument("mountpoint", metavar="MOUNTPOINT")
     unmount.add_argument("--timeout", type=float, default=None,
                          help="give up (and stay mounted) if uploads take longer, in seconds")
@@ -238,19 +244,21 @@ def _unmount(args: argparse.Namespace) -> int:
             if "done" in reply:
                 if tty:
                     print(file=sys.stderr)
-                failed = [u for u in reply["uploads"] if u["state"] == "failed"]
-                if not reply["done"]:
-                    if _unmounted_soon(args.mountpoint):  # a signal stopped the daemon meanwhile
-                        print("vagonfs: the daemon was stopped meanwhile with uploads pending; "
-                              "they stay in its journal, and the next mount of this remote "
-                              "with the same cache dir uploads them", file=sys.stderr)
-                    else:
-                        print(f"vagonfs: uploads still pending after {args.timeout} s; "
-                              "still mounted", file=sys.stderr)
+                if not reply["done"] and not _unmounted_soon(args.mountpoint):
+                    print(f"vagonfs: uploads still pending after {args.timeout} s; "
+                          "still mounted", file=sys.stderr)
                     return 1
-                for upload in failed:
-                    print(f"vagonfs: {upload['path']} was refused by the store "
-                          f"({upload['error']}); kept in {upload['spool']}", file=sys.stderr)
+                for upload in reply["uploads"]:
+                    if upload["state"] in ("failed", "lost"):
+                        print(f"vagonfs: {_not_uploaded(args.mountpoint, upload)}",
+                              file=sys.stderr)
+                left = [u for u in reply["uploads"] if u["state"] not in ("failed", "lost")]
+                if left or not reply["done"]:  # the stop timeout, or a signal, came first
+                    print(f"vagonfs: unmounted with {len(left)} file(s) not uploaded; they "
+                          "stay in the journal, and the next mount of this remote with the "
+                          "same cache dir uploads them", file=sys.stderr)
+                    _unmounted_soon(args.mountpoint, 10)
+                    return EXIT_UPLOADS_LEFT
     except (FileNotFoundError, ConnectionRefusedError):
         if mounttable.is_stale(args.mountpoint):
             print(f"vagonfs: {args.mountpoint}: its daemon is gone (stale mount); "
@@ -261,6 +269,29 @@ def _unmount(args: argparse.Namespace) -> int:
         return 1
     _unmounted_soon(args.mountpoint, 10)
     return 0
+
+
+def _no_daemon(mountpoint: str) -> int:
+    """No daemon answers at ``mountpoint``: say whether one died there; status 1."""
+    from vagonfs import mounttable
+
+    print(f"vagonfs: {mountpoint}: " + (
+        "stale mount, its daemon is gone (vagonfs unmount cleans it up)"
+        if mounttable.is_stale(mountpoint) else "not a vagonfs mount"), file=sys.stderr)
+    return 1
+
+
+def _not_uploaded(mountpoint: str, upload: dict, timeout: float | None = None) -> str:
+    """Which file the store does not have, and why, for ``unmount``."""
+    path = os.path.join(mountpoint, upload["path"])
+    if upload["state"] == "failed":
+        return (f"not uploaded: {path}: refused by the store ({upload['error']}); "
+                f"kept in {upload['spool']}")
+    if upload["state"] == "lost":
+        return f"not uploaded: {path}: {upload['error']}"
+    last = f"; last error: {upload['error']}" if upload["error"] else ""
+    within = f" within {timeout:g} s" if timeout is not None else ""
+    return f"not uploaded: {path}: not confirmed by the store{within} ({upload['state']}{last})"
 
 
 def _unmounted_soon(mountpoint: str, seconds: float = 3) -> bool:
@@ -276,18 +307,14 @@ def _unmounted_soon(mountpoint: str, seconds: float = 3) -> bool:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from vagonfs import control, mounttable
+    from vagonfs import control
     from vagonfs import status as status_report
 
     while True:
         try:
             status = next(control.request(args.mountpoint, {"cmd": "status"}))
         except (FileNotFoundError, ConnectionRefusedError, StopIteration):
-            stale = mounttable.is_stale(args.mountpoint)
-            print(f"vagonfs: {args.mountpoint}: " + (
-                "stale mount, its daemon is gone (vagonfs unmount cleans it up)" if stale
-                else "not a vagonfs mount"), file=sys.stderr)
-            return 1
+            return _no_daemon(args.mountpoint)
         text = json.dumps(status, indent=2) if args.json else status_report.text(status)
         if not args.watch:
             print(text)
