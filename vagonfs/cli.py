@@ -21,7 +21,7 @@ from vagonfs import __version__
 from vagonfs.cli_parser import CommandParser, checked
 from vagonfs.errors import ConfigError
 
-SUBCOMMANDS = ("mount", "unmount", "umount", "status", "archive", "emulator", "demo")
+SUBCOMMANDS = ("mount", "unmount", "umount", "status", "sync", "archive", "emulator", "demo")
 # ``unmount``'s status when the mount ended with uploads left in its journal, as
 # the daemon's own (sysexits.h's EX_TEMPFAIL: the next mount finishes them)
 EXIT_UPLOADS_LEFT = 75
@@ -120,6 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     unmount.add_argument("--timeout", type=float, default=None,
                          help="give up (and stay mounted) if uploads take longer, in seconds")
     unmount.set_defaults(run=_unmount)
+
+    sync = sub.add_parser(
+        "sync", help="upload what is pending now and wait until the store has it",
+        description="Upload every pending file now, without the write-back delay, and "
+                    "return once the store has confirmed each: exit 0, or 1 naming each "
+                    "file not uploaded and why (refused by the store, local copy lost, or "
+                    "not confirmed within --timeout).")
+    sync.add_argument("mountpoint", metavar="MOUNTPOINT")
+    sync.add_argument("--timeout", type=float, default=None,
+                      help="stop waiting after this many seconds (default: wait until the "
+                           "store has answered for every file)")
+    sync.set_defaults(run=_sync)
 
     status = sub.add_parser("status", help="pending uploads, cache use and request counts")
     status.add_argument("mountpoint", metavar="MOUNTPOINT")
@@ -271,6 +283,26 @@ def _unmount(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sync(args: argparse.Namespace) -> int:
+    """One request; the daemon answers once the store has, or the timeout passed."""
+    from vagonfs import control
+
+    try:
+        reply = next(control.request(args.mountpoint,
+                                     {"cmd": "sync", "timeout": args.timeout}, timeout=None),
+                     None)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return _no_daemon(args.mountpoint)
+    if reply is None:
+        print(f"vagonfs: {args.mountpoint}: the mount stopped before the store confirmed "
+              "its uploads", file=sys.stderr)
+        return 1
+    for upload in reply["left"]:
+        print(f"vagonfs: {_not_uploaded(args.mountpoint, upload, args.timeout)}",
+              file=sys.stderr)
+    return 0 if reply["done"] else 1
+
+
 def _no_daemon(mountpoint: str) -> int:
     """No daemon answers at ``mountpoint``: say whether one died there; status 1."""
     from vagonfs import mounttable
@@ -282,7 +314,7 @@ def _no_daemon(mountpoint: str) -> int:
 
 
 def _not_uploaded(mountpoint: str, upload: dict, timeout: float | None = None) -> str:
-    """Which file the store does not have, and why, for ``unmount``."""
+    """Which file the store does not have, and why, for ``sync`` and ``unmount``."""
     path = os.path.join(mountpoint, upload["path"])
     if upload["state"] == "failed":
         return (f"not uploaded: {path}: refused by the store ({upload['error']}); "

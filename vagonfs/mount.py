@@ -14,7 +14,8 @@ store that cannot be reached would otherwise keep the daemon retrying for
 ever; a second signal unmounts at once. Whatever is not uploaded when the
 daemon exits stays in the journal, and the next mount with the same cache
 dir uploads it; the daemon says so in one line and exits with
-``EXIT_UPLOADS_LEFT``.
+``EXIT_UPLOADS_LEFT``. ``vagonfs sync`` uploads what is pending without the
+write-back delay and answers once the store confirmed it.
 
 What the daemon uses lives in flat modules beside this one, not in a
 package, because the commands use most of them without the daemon
@@ -176,7 +177,7 @@ async def _serve_fuse(fs: Filesystem, daemon: _Daemon, options: MountOptions,
                       nursery: trio.Nursery) -> None:
     """Mount, answer FUSE until unmounted, then finish and close."""
     mountpoint = str(options.mountpoint)
-    control = ControlServer(options.mountpoint, daemon.status, daemon.stop)
+    control = ControlServer(options.mountpoint, daemon.status, daemon.stop, daemon.sync)
     # before init: once mounted, even a stat of the mountpoint waits for
     # pyfuse3.main() to answer, and this thread would wait on itself
     await nursery.start(control.serve)
@@ -239,6 +240,12 @@ class _Daemon:
             return False
         self._end_fuse()
         return True
+
+    async def sync(self, timeout: float | None) -> list[dict]:
+        """``vagonfs sync``: upload what is pending now; what is not uploaded
+        once the store answered for each, or ``timeout`` passed."""
+        left = await self.fs.writeback.upload_all(timeout)
+        return [status.upload(self.fs, p) for p in left]
 
     def bound_by_stop_timeout(self) -> float:
         """No drain waits past ``--stop-timeout`` from now (nor past a bound

@@ -5,7 +5,8 @@ answers; the cache disk full besides), a SIGTERM or an unmount from outside
 (``umount``, ``fusermount3 -u``, lazy or not) ends the daemon within the stop
 timeout: it keeps what is not uploaded in the journal, says so in one line and
 exits with 75; the next mount, the store back, uploads it. Before, an unmount
-from outside waited for the uploads with no bound at all.
+from outside waited for the uploads with no bound at all. An upload whose
+local copy is gone fails once, loudly, and is not retried.
 """
 
 from __future__ import annotations
@@ -169,3 +170,30 @@ def test_a_full_cache_disk_and_a_store_gone_still_end_within_the_stop_timeout(
     assert on_the_store(emulator, "report.bin") == earlier
     assert "w40" not in os.listdir(mount.path)
 
+
+def test_an_upload_whose_local_copy_is_gone_fails_once_and_is_not_replayed(mount_factory):
+    """Its spool removed under the mount: one ERROR line, ``status`` and
+    ``sync`` name it, no retry, and the next mount does not try it again."""
+    mount = mount_factory("tenant", options=("--write-back-delay", "60s"))
+    (mount.path / "w40").write_bytes(os.urandom(300_000))  # closed: journaled
+    [spool] = [p for p in (mount.cache / "emu" / "spool").iterdir()
+               if p.stat().st_size == 300_000]
+    spool.unlink()
+    mount.expect_log(r"ERROR vagonfs.upload: upload of w40 failed for good: its local copy "
+                     r".* cannot be read: No such file or directory; not retried")
+    before = mount.calls()
+
+    result = vagonfs("sync", str(mount.path), check=False)
+    assert result.returncode == 1
+    assert f"not uploaded: {mount.path}/w40: its local copy" in result.stderr
+    [upload] = mount.status()["uploads"]
+    assert upload["state"] == "lost" and upload["attempts"] == 1
+    assert "its local copy is gone or unreadable" in vagonfs("status", str(mount.path)).stdout
+    assert vagonfs("sync", str(mount.path), check=False).returncode == 1
+    assert mount.status()["uploads"][0]["attempts"] == 1  # not tried again
+    assert mount.calls().get("tenant.upload", 0) == before.get("tenant.upload", 0)
+    assert mount.log_text().count("upload of w40 failed for good") == 1
+
+    mount.remount()
+    assert mount.status()["uploads"] == []  # the journal no longer names it
+    assert "resuming upload of w40" not in mount.log_text()
