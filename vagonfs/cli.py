@@ -81,6 +81,9 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
                    help="on SIGTERM, SIGINT or SIGHUP, how long to go on uploading before "
                         "unmounting anyway; what is left stays in the journal for the next "
                         "mount (default 30s; 0: unmount at once)")
+    p.add_argument("--mount-timeout", default="60s", type=checked(parse_duration),
+                   help="how long vagonfs mount waits for the daemon to be ready; past it "
+                        "the daemon is stopped and the mount fails (default 60s)")
     p.add_argument("--read-ahead", default="1M", type=checked(parse_size),
                    help="the kernel's read-ahead for the mount, which is also the size of "
                         "its FUSE reads; set when mounting as root (default 1M; 0 leaves "
@@ -232,7 +235,10 @@ def _mount(args: argparse.Namespace) -> int:
         from vagonfs import launcher
 
         log_file = options.log_file or options.cache_dir / f"{options.remote.name}.log"
-        return launcher.launch_background(_daemon_argv(args), log_file)
+        from vagonfs.config import parse_duration
+
+        return launcher.launch_background(_daemon_argv(args), log_file,
+                                          parse_duration(args.mount_timeout))
     from vagonfs import logs, mount
 
     logs.setup(options.log_level, options.log_file)

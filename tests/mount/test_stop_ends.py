@@ -16,10 +16,7 @@ import errno
 import os
 import re
 import signal
-import socket
-import struct
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 
@@ -28,6 +25,7 @@ import pytest
 from vagonfs.mounttable import is_mounted
 
 from .conftest import Mount, vagonfs
+from .hanging_store import HangingStore
 from .test_signal_stop import (HANG, UPLOADS_LEFT, foreground, on_the_store,  # noqa: F401
                                remount_uploads, the_last_line)
 from .test_writes import small_cache_dir  # noqa: F401
@@ -36,45 +34,6 @@ STOP_TIMEOUT = 2.0  # seconds; every test mounts with it
 # past the stop timeout: the 1 s given to FUSE requests in flight, and the exit itself
 EXIT_SLACK = 5.0
 ENDS = ["SIGTERM", "vagonfs unmount", "umount", "fusermount3 -u", "fusermount3 -uz"]
-
-
-class HangingStore:
-    """A plain TCP server on loopback that accepts connections and reads what
-    is sent, and never answers: a store that hangs."""
-
-    def __init__(self, port: int):
-        self._listener = socket.create_server(("127.0.0.1", port))
-        self._connections: list[socket.socket] = []
-        self._closed = threading.Event()
-        self.accepted = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:  # closed
-                return
-            self.accepted += 1
-            self._connections.append(conn)
-            threading.Thread(target=self._swallow, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _swallow(conn: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while conn.recv(65536):
-                pass
-
-    def close(self) -> None:
-        """Free the port for the emulator: the blocked ``accept`` woken, and
-        each connection reset (no TIME_WAIT left on the port)."""
-        self._closed.set()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        for conn in self._connections:
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            conn.close()
 
 
 @contextlib.contextmanager
