@@ -78,7 +78,8 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--write-back-delay", default="2s", type=checked(parse_duration),
                    help="how long a closed file waits before its upload (default 2s)")
     p.add_argument("--stop-timeout", default="30s", type=checked(parse_duration),
-                   help="on SIGTERM, SIGINT or SIGHUP, how long to go on uploading before "
+                   help="once the mount is ending (SIGTERM, SIGINT, SIGHUP, vagonfs unmount, "
+                        "umount or fusermount3 -u), how long to go on uploading before "
                         "unmounting anyway; what is left stays in the journal for the next "
                         "mount (default 30s; 0: unmount at once)")
     p.add_argument("--mount-timeout", default="60s", type=checked(parse_duration),
