@@ -224,7 +224,7 @@ class _Daemon:
         self.fuse_scope = trio.CancelScope()  # around pyfuse3.main(), for a signal's bound
         self.cut_short = ""  # why a drain gave up with uploads left, for the last log line
         self.started = time.time()
-        self._deadline = math.inf  # a signal's: no drain waits past it
+        self._deadline = math.inf  # the stop's (a signal, an unmount): no drain waits past it
         self._why = ""  # what set that deadline
         self._signalled = False  # a first signal came: the next one unmounts at once
         self._drains: set[trio.CancelScope] = set()

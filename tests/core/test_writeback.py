@@ -277,6 +277,12 @@ def test_an_upload_whose_local_copy_is_gone_is_lost_once_and_leaves_the_journal(
         assert journal.endswith('{"done":"%s"}' % pending.spool.id)  # no mount replays it
         fs.release(fh)
 
+        fh, _ = await fs.open(node.ino, os.O_WRONLY | os.O_TRUNC)  # written again: a new copy
+        await fs.write(fh, 0, b"again")
+        await fs.fsync(fh)
+        assert store.data("w40") == b"again"
+        fs.release(fh)
+
     run_with_fs(store, tmp_path, body, write_back_delay=LONG)
 
 

@@ -156,14 +156,17 @@ class WriteBack:
         self._pending[node].writing = True
 
     async def reopen(self, node: Node, landed_version: str) -> Pending:
-        """More writes to a file that is queued, uploading, synced or failed:
-        its content is ``open`` again. While an upload still reads the spool,
-        the writes go to a copy, uploaded after that upload settles.
-        ``landed_version`` is the store's version of the file now, which a
-        synced file's next content replaces."""
+        """More writes to a file that is queued, uploading, synced, failed or
+        lost: its content is ``open`` again. While an upload still reads the
+        spool, the writes go to a copy, uploaded after that upload settles.
+        A lost file's content is gone for good: the writes start an empty
+        spool. ``landed_version`` is the store's version of the file now,
+        which a synced file's next content replaces."""
         pending = self._pending[node]
         if pending.state is State.OPEN:
             return pending
+        if pending.state is State.LOST:
+            return self.opened(node, self.spools.new(), pending.replaces)
         if pending.state is State.UPLOADING:
             path = self._path_of(node)
             try:

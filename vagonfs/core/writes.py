@@ -55,7 +55,7 @@ class Writes:
         if pending is not None:
             self.queue.writer_opened(node)
             # a queued upload waits for this writer (no copy on write later)
-            if truncate or pending.state in (State.QUEUED, State.FAILED):
+            if truncate or pending.state in (State.QUEUED, State.FAILED, State.LOST):
                 pending = await self._reopen(node)
             if truncate:
                 await pending.spool.truncate(0)
