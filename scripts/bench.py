@@ -208,7 +208,8 @@ def case_small(rig: Rig, fig: Figures, s: Settings) -> None:
     with rig.mount(f"small-up-{r}", memory_case=f"rsync up {n} small files") as m:
         rig.emulator.reset_stats()
         with rig.cpu_use(m) as cpu_up:
-            returned, done = rsync_up(source, m.path / folder, m.wait_uploaded)
+            returned, done = rsync_up(source, m.path / folder,
+                                      lambda: m.wait_uploaded(after_write_back_delay=True))
         calls = rig.api_calls()
     on_server = rig.server_files(folder)
     if len(on_server) != n or set(on_server.values()) != {4096}:

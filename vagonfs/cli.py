@@ -21,7 +21,10 @@ from vagonfs import __version__
 from vagonfs.cli_parser import CommandParser, checked
 from vagonfs.errors import ConfigError
 
-SUBCOMMANDS = ("mount", "unmount", "umount", "status", "archive", "emulator", "demo")
+SUBCOMMANDS = ("mount", "unmount", "umount", "status", "sync", "archive", "emulator", "demo")
+# ``unmount``'s status when the mount ended with uploads left in its journal, as
+# the daemon's own (sysexits.h's EX_TEMPFAIL: the next mount finishes them)
+EXIT_UPLOADS_LEFT = 75
 
 # the extra that `vagonfs emulator` and `vagonfs demo` need, by the modules it brings
 _EMULATOR_MODULES = ("starlette", "uvicorn", "python_multipart")
@@ -85,9 +88,13 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--write-back-delay", default="2s", type=checked(parse_duration),
                    help="how long a closed file waits before its upload (default 2s)")
     p.add_argument("--stop-timeout", default="30s", type=checked(parse_duration),
-                   help="on SIGTERM, SIGINT or SIGHUP, how long to go on uploading before "
+                   help="once the mount is ending (SIGTERM, SIGINT, SIGHUP, vagonfs unmount, "
+                        "umount or fusermount3 -u), how long to go on uploading before "
                         "unmounting anyway; what is left stays in the journal for the next "
                         "mount (default 30s; 0: unmount at once)")
+    p.add_argument("--mount-timeout", default="60s", type=checked(parse_duration),
+                   help="how long vagonfs mount waits for the daemon to be ready; past it "
+                        "the daemon is stopped and the mount fails (default 60s)")
     p.add_argument("--read-ahead", default="1M", type=checked(parse_size),
                    help="the kernel's read-ahead for the mount, which is also the size of "
                         "its FUSE reads; set when mounting as root (default 1M; 0 leaves "
@@ -118,12 +125,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mount_arguments(mount)
     mount.set_defaults(run=_mount, parser=mount)
 
-    unmount = sub.add_parser("unmount", aliases=["umount"],
-                             help="upload what is pending, then unmount")
+    unmount = sub.add_parser(
+        "unmount", aliases=["umount"], help="upload what is pending, then unmount",
+        description="Upload what is pending for at most the mount's --stop-timeout, then "
+                    "unmount; what is not uploaded by then stays in the journal for the next "
+                    "mount (exit status 75).")
     unmount.add_argument("mountpoint", metavar="MOUNTPOINT")
     unmount.add_argument("--timeout", type=float, default=None,
                          help="give up (and stay mounted) if uploads take longer, in seconds")
     unmount.set_defaults(run=_unmount)
+
+    sync = sub.add_parser(
+        "sync", help="upload what is pending now and wait until the store has it",
+        description="Upload every pending file now, without the write-back delay, and "
+                    "return once the store has confirmed each: exit 0, or 1 naming each "
+                    "file not uploaded and why (refused by the store, local copy lost, or "
+                    "not confirmed within --timeout).")
+    sync.add_argument("mountpoint", metavar="MOUNTPOINT")
+    sync.add_argument("--timeout", type=float, default=None,
+                      help="stop waiting after this many seconds (default: wait until the "
+                           "store has answered for every file)")
+    sync.set_defaults(run=_sync)
 
     status = sub.add_parser("status", help="pending uploads, cache use and request counts")
     status.add_argument("mountpoint", metavar="MOUNTPOINT")
@@ -224,7 +246,10 @@ def _mount(args: argparse.Namespace) -> int:
         from vagonfs import launcher
 
         log_file = options.log_file or options.cache_dir / f"{options.remote.name}.log"
-        return launcher.launch_background(_daemon_argv(args), log_file)
+        from vagonfs.config import parse_duration
+
+        return launcher.launch_background(_daemon_argv(args), log_file,
+                                          parse_duration(args.mount_timeout))
     from vagonfs import logs, mount
 
     logs.setup(options.log_level, options.log_file)
@@ -248,19 +273,21 @@ def _unmount(args: argparse.Namespace) -> int:
             if "done" in reply:
                 if tty:
                     print(file=sys.stderr)
-                failed = [u for u in reply["uploads"] if u["state"] == "failed"]
-                if not reply["done"]:
-                    if _unmounted_soon(args.mountpoint):  # a signal stopped the daemon meanwhile
-                        print("vagonfs: the daemon was stopped meanwhile with uploads pending; "
-                              "they stay in its journal, and the next mount of this remote "
-                              "with the same cache dir uploads them", file=sys.stderr)
-                    else:
-                        print(f"vagonfs: uploads still pending after {args.timeout} s; "
-                              "still mounted", file=sys.stderr)
+                if not reply["done"] and not _unmounted_soon(args.mountpoint):
+                    print(f"vagonfs: uploads still pending after {args.timeout} s; "
+                          "still mounted", file=sys.stderr)
                     return 1
-                for upload in failed:
-                    print(f"vagonfs: {upload['path']} was refused by the store "
-                          f"({upload['error']}); kept in {upload['spool']}", file=sys.stderr)
+                for upload in reply["uploads"]:
+                    if upload["state"] in ("failed", "lost"):
+                        print(f"vagonfs: {_not_uploaded(args.mountpoint, upload)}",
+                              file=sys.stderr)
+                left = [u for u in reply["uploads"] if u["state"] not in ("failed", "lost")]
+                if left or not reply["done"]:  # the stop timeout, or a signal, came first
+                    print(f"vagonfs: unmounted with {len(left)} file(s) not uploaded; they "
+                          "stay in the journal, and the next mount of this remote with the "
+                          "same cache dir uploads them", file=sys.stderr)
+                    _unmounted_soon(args.mountpoint, 10)
+                    return EXIT_UPLOADS_LEFT
     except (FileNotFoundError, ConnectionRefusedError):
         if mounttable.is_stale(args.mountpoint):
             print(f"vagonfs: {args.mountpoint}: its daemon is gone (stale mount); "
@@ -271,6 +298,49 @@ def _unmount(args: argparse.Namespace) -> int:
         return 1
     _unmounted_soon(args.mountpoint, 10)
     return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    """One request; the daemon answers once the store has, or the timeout passed."""
+    from vagonfs import control
+
+    try:
+        reply = next(control.request(args.mountpoint,
+                                     {"cmd": "sync", "timeout": args.timeout}, timeout=None),
+                     None)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return _no_daemon(args.mountpoint)
+    if reply is None:
+        print(f"vagonfs: {args.mountpoint}: the mount stopped before the store confirmed "
+              "its uploads", file=sys.stderr)
+        return 1
+    for upload in reply["left"]:
+        print(f"vagonfs: {_not_uploaded(args.mountpoint, upload, args.timeout)}",
+              file=sys.stderr)
+    return 0 if reply["done"] else 1
+
+
+def _no_daemon(mountpoint: str) -> int:
+    """No daemon answers at ``mountpoint``: say whether one died there; status 1."""
+    from vagonfs import mounttable
+
+    print(f"vagonfs: {mountpoint}: " + (
+        "stale mount, its daemon is gone (vagonfs unmount cleans it up)"
+        if mounttable.is_stale(mountpoint) else "not a vagonfs mount"), file=sys.stderr)
+    return 1
+
+
+def _not_uploaded(mountpoint: str, upload: dict, timeout: float | None = None) -> str:
+    """Which file the store does not have, and why, for ``sync`` and ``unmount``."""
+    path = os.path.join(mountpoint, upload["path"])
+    if upload["state"] == "failed":
+        return (f"not uploaded: {path}: refused by the store ({upload['error']}); "
+                f"kept in {upload['spool']}")
+    if upload["state"] == "lost":
+        return f"not uploaded: {path}: {upload['error']}"
+    last = f"; last error: {upload['error']}" if upload["error"] else ""
+    within = f" within {timeout:g} s" if timeout is not None else ""
+    return f"not uploaded: {path}: not confirmed by the store{within} ({upload['state']}{last})"
 
 
 def _unmounted_soon(mountpoint: str, seconds: float = 3) -> bool:
@@ -286,18 +356,14 @@ def _unmounted_soon(mountpoint: str, seconds: float = 3) -> bool:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from vagonfs import control, mounttable
+    from vagonfs import control
     from vagonfs import status as status_report
 
     while True:
         try:
             status = next(control.request(args.mountpoint, {"cmd": "status"}))
         except (FileNotFoundError, ConnectionRefusedError, StopIteration):
-            stale = mounttable.is_stale(args.mountpoint)
-            print(f"vagonfs: {args.mountpoint}: " + (
-                "stale mount, its daemon is gone (vagonfs unmount cleans it up)" if stale
-                else "not a vagonfs mount"), file=sys.stderr)
-            return 1
+            return _no_daemon(args.mountpoint)
         text = json.dumps(status, indent=2) if args.json else status_report.text(status)
         if not args.watch:
             print(text)

@@ -2,8 +2,10 @@
 
 Kept apart from ``vagonfs.control`` so ``vagonfs status`` and ``unmount``
 load no trio: they only connect and read lines. Each connection asks one
-thing: ``status`` (one JSON reply) or ``unmount`` (progress lines until the
-uploads are done, then the outcome).
+thing: ``status`` (one JSON reply), ``unmount`` (progress lines until the
+uploads are done, then the outcome) or ``sync`` (one reply, sent once the
+store has answered for every pending upload or the timeout passed: the
+command waits on its socket, and the daemon polls nothing for it).
 """
 
 from __future__ import annotations
@@ -22,15 +24,18 @@ from vagonfs.core import supervise
 log = logging.getLogger("vagonfs.mount")
 
 StopFn = Callable[[float | None], Awaitable[bool]]  # upload all, then unmount; False on timeout
+SyncFn = Callable[[float | None], Awaitable[list[dict]]]  # upload all now; what is not uploaded
 
 
 class ControlServer:
     """Protects: nothing; each connection is its own task."""
 
-    def __init__(self, mountpoint: Path, status: Callable[[], dict], stop: StopFn):
+    def __init__(self, mountpoint: Path, status: Callable[[], dict], stop: StopFn,
+                 sync: SyncFn):
         self._mountpoint = mountpoint
         self._status = status
         self._stop = stop
+        self._sync = sync
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         path = control.socket_path(self._mountpoint)
@@ -74,6 +79,9 @@ class ControlServer:
 
             if command.get("cmd") == "status":
                 await send(self._status())
+            elif command.get("cmd") == "sync":
+                left = await self._sync(command.get("timeout"))
+                await send({"done": not left, "left": left})
             elif command.get("cmd") == "unmount":
                 async def report() -> None:
                     while True:

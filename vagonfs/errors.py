@@ -23,6 +23,7 @@ boundary (pyfuse3 lets any other exception end the whole mount)::
         ├── Stale              ESTALE  (the file changed on the store while being read)
         ├── BadHandle          EBADF   (a file handle the kernel should not have sent)
         ├── LocalDiskError     ENOSPC, EDQUOT or EIO: the cache disk failed, as it said
+        │   └── LocalCopyLost  EIO     (a pending upload's spool is gone or unreadable)
         └── RemoteIOError      EIO     (retries exhausted, or nonsense from the server)
             └── ListingChanged         a paged listing changed between its pages
 
@@ -124,6 +125,15 @@ class LocalDiskError(StoreError):
     @property
     def disk_full(self) -> bool:
         return self.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+class LocalCopyLost(LocalDiskError):
+    """A pending upload's local copy (its spool) is gone or cannot be read: no
+    retry can ever send it, so the upload fails once, for good."""
+
+    def __init__(self, message: str, disk_errno: int | None = None):
+        super().__init__(message, disk_errno)
+        self.errno = errno.EIO
 
 
 class NameTooLong(StoreError):

@@ -4,16 +4,18 @@
 background and returns once the child says the mount is ready (or prints why
 it failed), as ``mount`` users expect. The daemon then runs, in one trio
 nursery: pyfuse3's request loop, the write-back queue, the block fetches and
-the control socket. ``vagonfs unmount`` uploads what is pending, then
-unmounts (or, past its ``--timeout``, stays mounted). A SIGINT/SIGTERM/SIGHUP
-uploads for at most ``--stop-timeout``, then unmounts anyway: a service
-manager kills what does not stop in time (systemd after 90 s by default), and
-a store that cannot be reached would otherwise keep the daemon retrying for
-ever; a second signal unmounts at once. A plain ``fusermount3 -u`` ends the
-FUSE session; the daemon still finishes its uploads before it exits (a signal
-bounds that wait too). Whatever is not uploaded when the daemon exits stays
-in the journal, and the next mount with the same cache dir uploads it; the
-daemon then exits with ``EXIT_UPLOADS_LEFT``.
+the control socket. Every way a mount ends gives the uploads pending at
+most ``--stop-timeout``, whatever the store does (gone, hanging, refusing),
+then unmounts anyway: a SIGINT/SIGTERM/SIGHUP, ``vagonfs unmount`` (unless
+its own ``--timeout`` says to stay mounted past it) and an unmount from
+outside (``umount``, ``fusermount3 -u``, lazy or not). A service manager
+kills what does not stop in time (systemd after 90 s by default), and a
+store that cannot be reached would otherwise keep the daemon retrying for
+ever; a second signal unmounts at once. Whatever is not uploaded when the
+daemon exits stays in the journal, and the next mount with the same cache
+dir uploads it; the daemon says so in one line and exits with
+``EXIT_UPLOADS_LEFT``. ``vagonfs sync`` uploads what is pending without the
+write-back delay and answers once the store confirmed it.
 
 What the daemon uses lives in flat modules beside this one, not in a
 package, because the commands use most of them without the daemon
@@ -40,6 +42,7 @@ import pyfuse3
 import trio
 
 from vagonfs import readahead, status
+from vagonfs.cache.writeback import State
 from vagonfs.config import MountOptions
 from vagonfs.control_server import ControlServer
 from vagonfs.core import supervise
@@ -161,7 +164,7 @@ async def _serve(options: MountOptions) -> int:
             daemon = _Daemon(fs, options, stats)
             await _serve_fuse(fs, daemon, options, nursery)
     lock.close()
-    left = fs.writeback.all()
+    left = [p for p in fs.writeback.all() if p.state is not State.LOST]  # lost: said once
     if not left:
         log.info("stopped")
         return 0
@@ -188,7 +191,7 @@ async def _serve_fuse(fs: Filesystem, daemon: _Daemon, options: MountOptions,
                       nursery: trio.Nursery) -> None:
     """Mount, answer FUSE until unmounted, then finish and close."""
     mountpoint = str(options.mountpoint)
-    control = ControlServer(options.mountpoint, daemon.status, daemon.stop)
+    control = ControlServer(options.mountpoint, daemon.status, daemon.stop, daemon.sync)
     # before init: once mounted, even a stat of the mountpoint waits for
     # pyfuse3.main() to answer, and this thread would wait on itself
     await nursery.start(control.serve)
@@ -207,12 +210,14 @@ async def _serve_fuse(fs: Filesystem, daemon: _Daemon, options: MountOptions,
         if daemon.fuse_scope.cancelled_caught:
             log.info("requests still waiting %g s after the unmount were dropped; their "
                      "callers get an error", FUSE_GRACE)
-        unmounted = not daemon.stopping  # fusermount -u from outside
+        unmounted = not daemon.stopping  # umount or fusermount3 -u from outside
     finally:
         daemon.serving = False
         with trio.CancelScope(shield=True):
             if unmounted:
-                log.info("unmounted from outside; finishing pending uploads")
+                timeout = daemon.bound_by_stop_timeout()
+                log.info("unmounted from outside; uploading what is pending for at most "
+                         "%g s", timeout)
                 await daemon.drain()
             pyfuse3.close(unmount=not unmounted)
             fs.close()
@@ -220,8 +225,9 @@ async def _serve_fuse(fs: Filesystem, daemon: _Daemon, options: MountOptions,
 
 
 class _Daemon:
-    """How one mount stops: after its uploads on ``vagonfs unmount``; on a
-    signal, after its uploads or ``--stop-timeout``, whichever comes first."""
+    """How one mount stops: after its uploads or ``--stop-timeout``, whichever
+    comes first (``vagonfs unmount --timeout`` instead stays mounted when its
+    own timeout comes first)."""
 
     def __init__(self, fs: Filesystem, options: MountOptions, stats):
         self.fs = fs
@@ -232,17 +238,37 @@ class _Daemon:
         self.fuse_scope = trio.CancelScope()  # around pyfuse3.main(), for a signal's bound
         self.cut_short = ""  # why a drain gave up with uploads left, for the last log line
         self.started = time.time()
-        self._deadline = math.inf  # a signal's: no drain waits past it
+        self._deadline = math.inf  # the stop's (a signal, an unmount): no drain waits past it
         self._why = ""  # what set that deadline
+        self._signalled = False  # a first signal came: the next one unmounts at once
         self._drains: set[trio.CancelScope] = set()
 
     async def stop(self, timeout: float | None) -> bool:
-        """``vagonfs unmount``: upload everything, then end the FUSE loop;
-        False if the timeout came first."""
-        if not await self.drain(timeout):
+        """``vagonfs unmount``: upload everything, then end the FUSE loop.
+        With ``timeout``, False and still mounted if it came first; without,
+        the ``--stop-timeout`` bounds the uploads and the mount ends all the
+        same (what is left stays in the journal)."""
+        if timeout is None:
+            self.bound_by_stop_timeout()
+        if not await self.drain(timeout) and timeout is not None:
             return False
         self._end_fuse()
         return True
+
+    async def sync(self, timeout: float | None) -> list[dict]:
+        """``vagonfs sync``: upload what is pending now; what is not uploaded
+        once the store answered for each, or ``timeout`` passed."""
+        left = await self.fs.writeback.upload_all(timeout)
+        return [status.upload(self.fs, p) for p in left]
+
+    def bound_by_stop_timeout(self) -> float:
+        """No drain waits past ``--stop-timeout`` from now (nor past a bound
+        set before); the timeout."""
+        timeout = self.options.stop_timeout
+        if self._deadline == math.inf:
+            self._hurry(trio.current_time() + timeout,
+                        f"the {timeout:g} s --stop-timeout passed")
+        return timeout
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Upload everything; False when ``timeout``, or a signal's deadline,
@@ -263,12 +289,11 @@ class _Daemon:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             async for signum in signals:
                 name = signal.Signals(signum).name
-                if self._deadline == math.inf:
-                    timeout = self.options.stop_timeout
+                if not self._signalled:
+                    self._signalled = True
+                    timeout = self.bound_by_stop_timeout()
                     log.info("%s: uploading what is pending for at most %g s, then unmounting "
                              "(a second signal unmounts at once)", name, timeout)
-                    self._hurry(trio.current_time() + timeout,
-                                f"the {timeout:g} s --stop-timeout passed")
                     nursery.start_soon(self._stop_on_signal)
                 else:
                     log.info("%s again: unmounting now, without waiting for the uploads", name)
@@ -285,13 +310,13 @@ class _Daemon:
     async def _stop_on_signal(self) -> None:
         await self.drain()
         self._end_fuse()
-        # a request waiting on the store (an fsync, a read) is not waited for long
-        self.fuse_scope.deadline = trio.current_time() + FUSE_GRACE
 
     def _end_fuse(self) -> None:
         if self.serving and not self.stopping:
             self.stopping = True
             pyfuse3.terminate()
+            # a request waiting on the store (an fsync, a read) is not waited for long
+            self.fuse_scope.deadline = trio.current_time() + FUSE_GRACE
 
     def status(self) -> dict:
         return status.report(self.fs, self.options, self.stats, self.started,

@@ -13,18 +13,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from vagonfs.cache.writeback import Pending
     from vagonfs.config import MountOptions
     from vagonfs.core.fs import Filesystem
 
 
+def upload(fs: Filesystem, pending: Pending) -> dict:
+    """One file not on the store yet, as ``status`` and ``sync`` show it."""
+    return {
+        "path": fs.inodes.path(pending.node), "size": pending.spool.size,
+        "state": pending.state.value, "progress": pending.progress,
+        "attempts": pending.attempts, "error": str(pending.error) if pending.error else None,
+        "spool": str(pending.spool.path) if pending.state.value == "failed" else None,
+    }
+
+
 def report(fs: Filesystem, options: MountOptions, stats, started: float,
            cache_dir: Path) -> dict:
-    uploads = [{
-        "path": fs.inodes.path(p.node), "size": p.spool.size, "state": p.state.value,
-        "progress": p.progress, "attempts": p.attempts,
-        "error": str(p.error) if p.error else None,
-        "spool": str(p.spool.path) if p.state.value == "failed" else None,
-    } for p in fs.writeback.all()]
+    uploads = [upload(fs, p) for p in fs.writeback.all()]
     return {
         "remote": options.remote.name, "type": options.remote.type,
         "subpath": options.subpath, "mountpoint": str(options.mountpoint),
@@ -39,7 +45,8 @@ def report(fs: Filesystem, options: MountOptions, stats, started: float,
 _WAITING = {"open": "still open by a program; uploads once closed",
             "queued": "waiting for the write-back delay or a free upload slot",
             "uploading": "uploading",
-            "failed": "refused by the store"}
+            "failed": "refused by the store",
+            "lost": "its local copy is gone or unreadable; never uploaded, not retried"}
 
 
 def text(status: dict) -> str:

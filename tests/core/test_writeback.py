@@ -255,6 +255,70 @@ def test_a_closed_file_refused_for_good_waits_failed_until_written_again(tmp_pat
     run_with_fs(store, tmp_path, body)
 
 
+def test_an_upload_whose_local_copy_is_gone_is_lost_once_and_leaves_the_journal(tmp_path):
+    """The spool removed under the queue (a cache dir cleaned by hand, a disk
+    gone): one attempt, then ``lost``, its journal record closed, no retry."""
+    store = MemoryStore()
+
+    async def body(fs: Filesystem) -> None:
+        fh, node = await create(fs, "w40", b"data")
+        await fs.flush(fh)  # journaled
+        pending = fs.writeback.get(node)
+        assert pending is not None
+        os.unlink(pending.spool.path)
+        assert await fs.writeback.upload_all() == [pending]
+        assert pending.state is State.LOST and pending.attempts == 1
+        assert pending.error is not None and pending.error.errno == errno.EIO
+        assert "cannot be read" in str(pending.error)
+        assert (await error_from(fs.flush(fh))).errno == errno.EIO  # the close says so
+        assert await fs.writeback.upload_all() == [pending]  # and nothing is tried again
+        assert pending.attempts == 1 and store.calls["upload"] == 0
+        journal = (tmp_path / "journal" / "journal.log").read_text()
+        assert journal.endswith('{"done":"%s"}' % pending.spool.id)  # no mount replays it
+        fs.release(fh)
+
+        fh, _ = await fs.open(node.ino, os.O_WRONLY | os.O_TRUNC)  # written again: a new copy
+        await fs.write(fh, 0, b"again")
+        await fs.fsync(fh)
+        assert store.data("w40") == b"again"
+        fs.release(fh)
+
+    run_with_fs(store, tmp_path, body, write_back_delay=LONG)
+
+
+def test_upload_all_skips_the_delay_and_waits_through_a_retry(tmp_path):
+    """``vagonfs sync``: a transient failure is not the answer; the retry's is."""
+    store, clock = failing_once()
+
+    async def body(fs: Filesystem) -> None:
+        await write_file(fs, "a", b"1")
+        assert store.calls["upload"] == 0  # the write-back delay is an hour
+        assert await fs.writeback.upload_all() == []
+        assert store.data("a") == b"1"
+        assert store.calls["upload"] == 2 and fs.writeback.all() == []
+
+    run_with_fs(store, tmp_path, body, write_back_delay=LONG, clock=clock, guard=100 * 20.0)
+
+
+def test_upload_all_answers_a_refusal_at_once_and_a_hang_at_its_timeout(tmp_path):
+    store = MemoryStore()
+    store.fail("upload", NoSpace("quota exceeded", status=507))
+
+    async def body(fs: Filesystem) -> None:
+        refused = await write_file(fs, "refused", b"1")
+        [failed] = await fs.writeback.upload_all()  # no timeout: the refusal is the answer
+        assert failed.node is refused and failed.state is State.FAILED
+        gate = store.gate("upload", key="held")
+        held_node = await write_file(fs, "held", b"2")
+        left = await fs.writeback.upload_all(timeout=0.5)
+        assert [p.node for p in left] == [refused, held_node]
+        assert [p.state for p in left] == [State.FAILED, State.UPLOADING]
+        assert gate.reached.is_set()
+        gate.open()
+
+    run_with_fs(store, tmp_path, body, write_back_delay=LONG)
+
+
 def failing_once() -> tuple[MemoryStore, trio.testing.MockClock]:
     """A store whose next upload fails (HTTP 502), and a clock 100 times
     faster than the wall's: the retry waits seconds of backoff."""

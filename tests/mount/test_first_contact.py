@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from vagonfs.mounttable import is_mounted
 from vagonfs.remote.replies import parse_timestamp
 
 from .conftest import DaemonLog, check_daemon_logs, sh, vagonfs
+from .hanging_store import HangingStore
 
 # the console script, as a user runs it: `python -m vagonfs` would itself be
 # shadowed by a folder named vagonfs in its current folder
@@ -183,6 +185,27 @@ def test_delay_connect_mounts_before_the_store_is_up(tmp_path, mounted):
     assert ls.returncode != 0 and "Input/output error" in ls.stderr, ls.stderr
     with EmulatorProcess(tmp_path / "emulator", port=port, args=("--seed-demo",)):
         assert "README.md" in sh(f"ls {tmp_path}/mnt")  # the network is up: it works
+
+
+def test_mount_gives_up_at_its_timeout_when_the_daemon_never_reports(tmp_path, mounted):
+    """A store that accepts connections and never answers: the daemon's own
+    check waits 10 s for it, silent meanwhile; ``--mount-timeout 2s`` holds
+    anyway (a blocking read of the daemon's pipe waited for the check's
+    answer), and the daemon is stopped."""
+    hanging = HangingStore()
+    config = write_config(tmp_path / "config.toml", "tenant", f"http://127.0.0.1:{hanging.port}")
+    mounted(tmp_path / "mnt")
+    try:
+        result = mount_cmd(tmp_path, config, "--mount-timeout", "2s", timeout=30)
+    finally:
+        hanging.close()
+    assert result.returncode == 1
+    stopped = re.search(r"^vagonfs: the mount did not become ready in 2 s; stopped its daemon "
+                        r"\(pid (\d+)\) \(log: ", result.stderr)
+    assert stopped, result.stderr
+    assert not os.path.exists(f"/proc/{stopped.group(1)}")  # stopped and reaped
+    assert hanging.accepted >= 1  # the daemon was waiting on the store, not dead
+    assert not is_mounted(tmp_path / "mnt")
 
 
 @pytest.mark.parametrize("allow", [None, "--allow-non-empty", "-o allow_non_empty"])

@@ -1,7 +1,8 @@
 """A signalled mount stops in bounded time, and loses nothing.
 
-SIGTERM, SIGINT or SIGHUP uploads what is pending for at most ``--stop-timeout``
-(a second signal: not at all), then unmounts and exits with status 75; what
+SIGTERM, SIGINT or SIGHUP (and ``vagonfs unmount``) uploads what is pending for
+at most ``--stop-timeout`` (a second signal: not at all), then unmounts and
+exits with status 75; what
 was not uploaded stays in the journal, and the next mount of the same cache
 dir uploads it. Each test runs its daemon in the foreground (``-f``), as
 systemd does, so it can read the exit status; the store refuses every upload
@@ -156,44 +157,27 @@ def test_a_second_signal_stops_at_once(foreground, emulator_factory):
     remount_uploads(mount, emulator, payload)
 
 
-def test_a_signal_bounds_the_uploads_after_an_outside_unmount(foreground, emulator_factory):
-    """``fusermount3 -u`` leaves the daemon uploading what it owes, with no
-    bound; a signal then bounds it as it bounds its own stop."""
+def test_vagonfs_unmount_waits_at_most_the_stop_timeout_and_says_where_the_files_wait(
+        foreground, emulator_factory):
+    """``vagonfs unmount`` (without its own ``--timeout``) uploads for at most
+    the ``--stop-timeout``, as a signal does, then unmounts; the command says
+    what stays in the journal and exits with 75 too."""
     emulator = emulator_factory()
-    mount, daemon = foreground(emulator, "--stop-timeout", "2s", "--write-back-delay", "60s")
+    mount, daemon = foreground(emulator, "--stop-timeout", "1s", "--write-back-delay", "60s")
     payload = os.urandom(300_000)
     (mount.path / "report.bin").write_bytes(payload)
     block_uploads(emulator, "refused")
-    subprocess.run(["fusermount3", "-u", str(mount.path)], check=True)
-    wait_until(lambda: "unmounted from outside; finishing pending uploads"
-               in mount.log_text(), mount)
-
-    daemon.send_signal(signal.SIGTERM)
+    unmount = vagonfs("unmount", str(mount.path), check=False, timeout=HANG)
+    assert unmount.returncode == UPLOADS_LEFT
+    assert "unmounted with 1 file(s) not uploaded; they stay in the journal" \
+        in unmount.stderr and "still mounted" not in unmount.stderr
     assert daemon.wait(timeout=HANG) == UPLOADS_LEFT
-    the_last_line(mount, "the 2 s --stop-timeout passed")
+    assert not is_mounted(mount.path)
+    assert emulator.stats()["errors"]["tenant.upload"] >= 1  # tried before the bound
+    the_last_line(mount, "the 1 s --stop-timeout passed")
 
     unblock_uploads(emulator, "refused")
     remount_uploads(mount, emulator, payload)
-
-
-def test_an_unmount_cut_short_by_a_signal_says_where_the_files_wait(foreground,
-                                                                     emulator_factory):
-    """``vagonfs unmount`` waits for the uploads; a signal meanwhile ends the
-    daemon, and the command says so instead of "still mounted"."""
-    emulator = emulator_factory()
-    mount, daemon = foreground(emulator, "--stop-timeout", "1s", "--write-back-delay", "60s")
-    (mount.path / "report.bin").write_bytes(os.urandom(300_000))
-    block_uploads(emulator, "refused")
-    unmount = subprocess.Popen([sys.executable, "-m", "vagonfs", "unmount", str(mount.path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: emulator.stats()["errors"].get("tenant.upload"), mount)  # draining
-    daemon.send_signal(signal.SIGTERM)
-    assert daemon.wait(timeout=HANG) == UPLOADS_LEFT
-    _, err = unmount.communicate(timeout=HANG)
-    assert unmount.returncode == 1
-    assert "the daemon was stopped meanwhile with uploads pending; they stay in its " \
-           "journal" in err and "still mounted" not in err
-    assert not is_mounted(mount.path)
 
 
 def test_a_file_still_open_for_writing_when_signalled_is_kept(foreground, emulator_factory):

@@ -45,6 +45,7 @@ import trio
 from vagonfs import threads
 from vagonfs.cache.write_behind import WriteBehind
 from vagonfs.core import supervise
+from vagonfs.errors import LocalCopyLost
 from vagonfs.remote import buffers
 
 log = logging.getLogger("vagonfs.cache")
@@ -277,7 +278,11 @@ class Spool:
         """A file object for the upload to read from (it reads with
         ``os.pread``), once every write has landed."""
         await self.settle()
-        source = open(self.path, "rb")
+        try:
+            source = open(self.path, "rb")
+        except OSError as exc:
+            raise LocalCopyLost(f"its local copy {self.path} cannot be read: "
+                                f"{exc.strerror or exc}", exc.errno) from None
         self._readers.add(source)
         return source
 

@@ -8,7 +8,8 @@ States of a written file, and what a crash leaves at each::
     open ──close──▶ queued ──delay──▶ uploading ──confirmed──▶ (gone)
       │ ▲             ▲                 │  │
       │ │             └─── transient ───┤  └─ a writer still has it open ──▶ synced
-      │ │                               └── refused for good ──▶ failed         │
+      │ │                               ├── refused for good ──▶ failed         │
+      │ │                               └── its spool unreadable ──▶ lost       │
       │ └──────────── a write (the same spool; a copy while uploading) ─────────┘
       ├─ fsync ──▶ uploading, at once
       └─ data in a spool file only (lost on a crash only if never flushed)
@@ -30,10 +31,18 @@ States of a written file, and what a crash leaves at each::
 - A file refused for good (quota, size limit, permission) stays ``failed``
   with its spool kept under the cache dir; ``vagonfs status`` lists it and the
   next ``fsync``/``close`` on it returns the error.
+- A file whose spool is gone or unreadable (``LocalCopyLost``) can never be
+  sent: it goes ``lost`` at its first attempt, with one ERROR line, its journal
+  record closed (no later mount replays it) and no retry; ``vagonfs status``
+  lists it and ``fsync``/``close`` return EIO.
+- ``upload_all`` (``vagonfs sync``, unmount) starts every upload at once and
+  waits on each one's ``settled`` event, never polling: a retry replaces the
+  event, so the wait goes on to the retry's outcome.
 
 The queue knows nothing of stores or paths: the filesystem core hands it an
-``upload`` coroutine and a ``path_of`` function, so the data path does not
-reach back up.
+``upload`` coroutine, a ``path_of`` function and a ``clean`` one (the node's
+content is settled: the inode table drops a node the kernel has forgotten), so
+the data path does not reach back up.
 """
 
 from __future__ import annotations
@@ -54,8 +63,8 @@ import trio
 from vagonfs.cache.journal import Journal
 from vagonfs.cache.spool import Spool, SpoolFiles
 from vagonfs.core import supervise
-from vagonfs.errors import (FileTooLarge, InvalidName, NoSpace, PermissionDenied, ReadOnly,
-                            StoreError)
+from vagonfs.errors import (FileTooLarge, InvalidName, LocalCopyLost, NoSpace,
+                            PermissionDenied, ReadOnly, StoreError)
 
 if TYPE_CHECKING:  # the core imports this module; at run time, never back
     from vagonfs.core.inodes import Node
@@ -72,6 +81,7 @@ class State(enum.Enum):
     QUEUED = "queued"
     UPLOADING = "uploading"
     FAILED = "failed"
+    LOST = "lost"  # its spool is gone or unreadable: never uploaded, not retried
     SYNCED = "synced"  # on the store; the spool kept while a writer has the file open
 
 
@@ -89,6 +99,11 @@ class Pending:
     writing: bool = True  # a writer still has the file open (until ``closed``)
     after: Pending | None = None  # an older upload of the file, to land first
 
+    @property
+    def uploaded(self) -> bool:
+        """Settled without an error: on the store (or deleted meanwhile)."""
+        return self.settled.is_set() and self.error is None
+
 
 UploadFn = Callable[["Node", Spool, Callable[[int], None]], Awaitable[None]]
 
@@ -98,12 +113,13 @@ class WriteBack:
     identity); trio-thread only."""
 
     def __init__(self, root: Path, delay: float, upload: UploadFn,
-                 path_of: Callable[[Node], str]):
+                 path_of: Callable[[Node], str], clean: Callable[[Node], None]):
         self.spools = SpoolFiles(root / "spool")
         self._journal = Journal(root / "journal")
         self._delay = delay
         self._upload = upload
         self._path_of = path_of
+        self._clean = clean  # the node's content is settled: the inode table may drop it
         self._pending: dict[Node, Pending] = {}
         # (due, tie-breaker, pending) of every queueing, earliest first; an entry
         # whose pending has moved on since is dropped when it comes to the top
@@ -140,14 +156,17 @@ class WriteBack:
         self._pending[node].writing = True
 
     async def reopen(self, node: Node, landed_version: str) -> Pending:
-        """More writes to a file that is queued, uploading, synced or failed:
-        its content is ``open`` again. While an upload still reads the spool,
-        the writes go to a copy, uploaded after that upload settles.
-        ``landed_version`` is the store's version of the file now, which a
-        synced file's next content replaces."""
+        """More writes to a file that is queued, uploading, synced, failed or
+        lost: its content is ``open`` again. While an upload still reads the
+        spool, the writes go to a copy, uploaded after that upload settles.
+        A lost file's content is gone for good: the writes start an empty
+        spool. ``landed_version`` is the store's version of the file now,
+        which a synced file's next content replaces."""
         pending = self._pending[node]
         if pending.state is State.OPEN:
             return pending
+        if pending.state is State.LOST:
+            return self.opened(node, self.spools.new(), pending.replaces)
         if pending.state is State.UPLOADING:
             path = self._path_of(node)
             try:
@@ -173,7 +192,7 @@ class WriteBack:
         pending = self._pending.get(node)
         if pending is None or pending.state is State.SYNCED:
             return
-        if pending.state is State.FAILED and pending.error is not None:
+        if pending.state in (State.FAILED, State.LOST) and pending.error is not None:
             raise pending.error
         self._write_record(pending)
 
@@ -213,33 +232,43 @@ class WriteBack:
         pending = self._pending.pop(node, None)
         if pending is None:
             return
-        node.dirty = None
         self._drop_record(pending)
         if pending.state is not State.UPLOADING:
             pending.spool.discard()
         pending.settled.set()
+        self._clean(node)
 
     def all(self) -> list[Pending]:
         """What is not on the store yet."""
         return [p for p in self._pending.values() if p.state is not State.SYNCED]
 
-    async def drain(self, timeout: float | None = None) -> bool:
-        """Upload everything now (unmount); False when the timeout came first.
-        Files still open for writing are journaled first: a drain cut short
-        (a signal's deadline) leaves them recorded for the next mount."""
+    async def upload_all(self, timeout: float | None = None) -> list[Pending]:
+        """Upload everything pending now, without the write-back delay
+        (``vagonfs sync``, unmount), and wait until the store confirmed or
+        refused each; what is not uploaded when they all settled or
+        ``timeout`` passed. Files still open for writing upload what is
+        written so far, journaled first: a wait cut short (a signal's
+        deadline) leaves them recorded for the next mount."""
         for pending in self._pending.values():
             if pending.state is State.OPEN:
-                with contextlib.suppress(StoreError):  # logged once; drained all the same
+                with contextlib.suppress(StoreError):  # logged once; uploaded all the same
                     self._write_record(pending)
             if pending.state in (State.OPEN, State.QUEUED):
                 self._queue_at(pending, 0.0)
         self._wakeup.set()
+        waited = [p for p in self._pending.values() if p.state is not State.SYNCED]
         with trio.move_on_after(timeout if timeout is not None else math.inf):
-            while any(p.state not in (State.FAILED, State.SYNCED)
-                      for p in self._pending.values()):
-                await trio.sleep(0.1)
-            return True
-        return False
+            for pending in waited:
+                while not pending.settled.is_set():  # a retry brings a new event
+                    await pending.settled.wait()
+        return [p for p in waited if not p.uploaded]
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Upload everything now (unmount); False when the timeout came first.
+        What the store refused for good, or whose spool is lost, does not
+        hold it: no wait would change them."""
+        left = await self.upload_all(timeout)
+        return all(p.settled.is_set() for p in left)
 
     # -- the journal ---------------------------------------------------------
 
@@ -371,8 +400,8 @@ class WriteBack:
     def _done(self, pending: Pending) -> None:
         """The store has this content and no writer has the file open."""
         del self._pending[pending.node]
-        pending.node.dirty = None
         pending.spool.discard()
+        self._clean(pending.node)
 
     def _failed(self, pending: Pending, path: str, exc: Exception) -> None:
         if isinstance(exc, StoreError):
@@ -383,6 +412,13 @@ class WriteBack:
         error.logged = True  # told below; an fsync that returns it need not repeat it
         if self._pending.get(pending.node) is not pending:  # deleted or rewritten meanwhile
             pending.spool.discard()
+            pending.settled.set()
+            return
+        if isinstance(error, LocalCopyLost):
+            pending.state = State.LOST
+            log.error("upload of %s failed for good: %s; not retried, and the journal "
+                      "no longer names it", path, error)
+            self._drop_record(pending)
             pending.settled.set()
             return
         if isinstance(error, PERMANENT):

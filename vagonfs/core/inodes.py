@@ -2,7 +2,8 @@
 
 A file's node lives while the kernel holds a reference to it (lookup count
 above zero), while a file handle is open on it, or while it holds data not
-yet on the store; :meth:`InodeTable.forget` drops it after that. A folder's
+yet on the store; :meth:`InodeTable.forget` (or ``clean``, once the upload
+settles) drops it after that. A folder's
 node lives as long as it is in its place (see ``_maybe_drop``); once
 deleted, with everything below it, while referenced. A dropped node is told to ``dropped``, so
 what hangs off its number (a folder's listing) goes with it. A number is
@@ -225,6 +226,13 @@ class InodeTable:
 
     def release(self, node: Node) -> None:
         node.open_handles -= 1
+        self._maybe_drop(node)
+
+    def clean(self, node: Node) -> None:
+        """The write-back queue holds nothing of ``node`` any more (uploaded or
+        dropped): a node the kernel forgot meanwhile goes now, or it would stay
+        for the life of the mount."""
+        node.dirty = None
         self._maybe_drop(node)
 
     # -- the indexes ---------------------------------------------------------

@@ -35,7 +35,8 @@ class Writes:
         self._namespace = namespace
         self._reader = reader
         self._attrs = attrs
-        self.queue = WriteBack(cache_root, delay, self._upload, namespace.inodes.path)
+        self.queue = WriteBack(cache_root, delay, self._upload, namespace.inodes.path,
+                               namespace.inodes.clean)
 
     def check_size(self, size: int) -> None:
         limit = self.store.capabilities.max_file_size
@@ -54,7 +55,7 @@ class Writes:
         if pending is not None:
             self.queue.writer_opened(node)
             # a queued upload waits for this writer (no copy on write later)
-            if truncate or pending.state in (State.QUEUED, State.FAILED):
+            if truncate or pending.state in (State.QUEUED, State.FAILED, State.LOST):
                 pending = await self._reopen(node)
             if truncate:
                 await pending.spool.truncate(0)

@@ -42,7 +42,7 @@ import outcome
 import trio
 
 from vagonfs import threads
-from vagonfs.errors import RemoteIOError
+from vagonfs.errors import LocalCopyLost, RemoteIOError
 from vagonfs.remote import buffers
 
 # an idle connection older than this may have been closed by the server: not reused
@@ -443,10 +443,14 @@ async def file_range(fd: int, offset: int, length: int,
     drop_from = offset if length > FILE_CHUNK else None
     done = 0
     while done < length:
-        data = await threads.run_sync(_read, fd, min(FILE_CHUNK, length - done), offset + done,
-                                      drop_from)
+        try:
+            data = await threads.run_sync(_read, fd, min(FILE_CHUNK, length - done),
+                                          offset + done, drop_from)
+        except OSError as exc:
+            raise LocalCopyLost(f"its local copy cannot be read: {exc.strerror or exc}",
+                                exc.errno) from None
         if not data:
-            raise RemoteIOError(f"the local copy ended at {offset + done} bytes where "
+            raise LocalCopyLost(f"its local copy ended at {offset + done} bytes where "
                                 f"{offset + length} were to be uploaded")
         done += len(data)
         yield data
