@@ -12,7 +12,10 @@ import time
 
 from .conftest import sh, vagon_folder
 
-LATENCY_MS = 40
+# long enough that a request sent beside another overlaps it even on a busy
+# machine (a scheduling stall of tens of ms would make two overlapping
+# requests look sequential), short enough for a case to take a second or two
+LATENCY_MS = 80
 
 
 @contextlib.contextmanager
@@ -52,11 +55,18 @@ def folder_tree(emulator, name: str, folders: int, files: int) -> int:
     return top
 
 
+def tree_mount(mount_factory, emulator_factory, name: str, folders: int, files: int,
+               options: tuple[str, ...] = ()):
+    """A Vagon mount of an emulator holding ``folder_tree(name, folders, files)``;
+    the emulator and the mount."""
+    emulator = emulator_factory("--per-page-cap", "100")
+    folder_tree(emulator, name, folders, files)
+    return emulator, mount_factory("vagon", emulator=emulator, options=options)
+
+
 def test_find_over_100_folders_lists_them_ahead_together_and_each_once(mount_factory,
                                                                        emulator_factory):
-    emulator = emulator_factory("--per-page-cap", "100")
-    folder_tree(emulator, "tree", 100, 10)
-    mount = mount_factory("vagon", emulator=emulator)
+    emulator, mount = tree_mount(mount_factory, emulator_factory, "tree", 100, 10)
     with slow_link(emulator) as round_trips:
         assert sh(f"find {mount.path}/shared/tree000000").count("\n") == 1 + 100 + 1000
         # the tree's lookup and listing, then its 100 subfolders 16 at a time
@@ -69,9 +79,8 @@ def test_find_over_100_folders_lists_them_ahead_together_and_each_once(mount_fac
 
 
 def test_without_listing_ahead_a_walk_waits_for_each_folder(mount_factory, emulator_factory):
-    emulator = emulator_factory("--per-page-cap", "100")
-    folder_tree(emulator, "tree", 20, 1)
-    mount = mount_factory("vagon", emulator=emulator, options=("--list-ahead", "0"))
+    emulator, mount = tree_mount(mount_factory, emulator_factory, "tree", 20, 1,
+                                 ("--list-ahead", "0"))
     with slow_link(emulator) as round_trips:
         assert sh(f"find {mount.path}/shared/tree000000").count("\n") == 1 + 20 + 20
         assert round_trips() == 2 + 20  # folder after folder
@@ -79,9 +88,8 @@ def test_without_listing_ahead_a_walk_waits_for_each_folder(mount_factory, emula
 
 
 def test_ls_of_one_folder_lists_at_most_the_bound_ahead(mount_factory, emulator_factory):
-    emulator = emulator_factory("--per-page-cap", "100")
-    folder_tree(emulator, "wide", 50, 0)
-    mount = mount_factory("vagon", emulator=emulator, options=("--list-ahead", "8"))
+    emulator, mount = tree_mount(mount_factory, emulator_factory, "wide", 50, 0,
+                                 ("--list-ahead", "8"))
     emulator.reset_stats()
     assert sh(f"ls {mount.path}/shared/wide000000").split() == [f"d{i:06d}" for i in range(50)]
     # the folder's lookup and listing, then 8 of its subfolders, all started
@@ -92,9 +100,7 @@ def test_ls_of_one_folder_lists_at_most_the_bound_ahead(mount_factory, emulator_
 
 
 def test_a_lookup_in_a_folder_never_listed_is_one_round_trip(mount_factory, emulator_factory):
-    emulator = emulator_factory("--per-page-cap", "100")
-    folder_tree(emulator, "deep", 3, 3)
-    mount = mount_factory("vagon", emulator=emulator)
+    emulator, mount = tree_mount(mount_factory, emulator_factory, "deep", 3, 3)
     with slow_link(emulator) as round_trips:
         sh(f"stat {mount.path}/shared/deep000000/d000001/f000002")
         assert round_trips() == 3  # one lookup in each of three folders
@@ -127,9 +133,7 @@ def test_rsync_down_of_200_small_files_fetches_them_together(mount_factory, emul
 
 def test_the_first_bytes_of_a_file_wait_for_nothing_that_could_go_earlier(mount_factory,
                                                                          emulator_factory):
-    emulator = emulator_factory("--per-page-cap", "100")
-    folder_tree(emulator, "first", 1, 3)
-    mount = mount_factory("vagon", emulator=emulator)
+    emulator, mount = tree_mount(mount_factory, emulator_factory, "first", 1, 3)
     with slow_link(emulator) as round_trips:
         sh(f"head -c 4096 {mount.path}/shared/first000000/d000000/f000001 >/dev/null")
         # a lookup in each of three folders never listed, the file's link, its
