@@ -156,8 +156,9 @@ class TenantStore(Store):
             await chunks.aclose()
 
     async def upload(self, folder: Entry, name: str, source: BinaryIO, size: int, *,
-                     content_type: str | None = None,
-                     progress: ProgressFn | None = None) -> Entry:
+                     content_type: str | None = None, progress: ProgressFn | None = None,
+                     replace: bool = True) -> Entry:
+        """The API always replaces (no conditional write): ``replace`` changes nothing."""
         fd = source.fileno()
         boundary = uuid.uuid4().hex
         head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"path\"\r\n\r\n"
