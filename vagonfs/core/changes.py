@@ -13,11 +13,12 @@ replace what hold as on a local disk.
 from __future__ import annotations
 
 from vagonfs.cache.reader import Reader
-from vagonfs.cache.writeback import State, WriteBack
+from vagonfs.cache.writeback import WriteBack
 from vagonfs.core import links
 from vagonfs.core.attrs import LocalAttrs
 from vagonfs.core.inodes import Node
 from vagonfs.core.namespace import Namespace
+from vagonfs.core.writes import landed_version
 from vagonfs.errors import (AlreadyExists, CrossDevice, IsADirectory, NotADirectory, NotFound,
                             ReadOnly)
 from vagonfs.remote import names
@@ -104,13 +105,8 @@ class Changes:
         await self._namespace.check_empty(node)
         await self._remove(parent, node)
 
-    async def _let_upload_land(self, node: Node) -> None:
-        pending = self._writeback.get(node)
-        if pending is not None and pending.state is State.UPLOADING:
-            await pending.settled.wait()
-
     async def _remove(self, parent: Node, node: Node) -> None:
-        await self._let_upload_land(node)  # then delete what landed
+        await self._writeback.landed(node)  # then delete what landed
         if node.dirty is not None:
             self._writeback.discard(node)
         if node.entry is not None:
@@ -128,6 +124,12 @@ class Changes:
 
     async def rename(self, old_parent: Node, old_name: str, new_parent: Node, new_name: str,
                      *, noreplace: bool = False) -> None:
+        # uploads under way at either name land first: the rename acts on what
+        # landed, and a file kept beside as a conflict copy no longer has the name
+        for folder, name in ((old_parent, old_name), (new_parent, new_name)):
+            known = self._inodes.child(folder.ino, name)
+            if known is not None:
+                await self._writeback.landed(known)
         node = await self._namespace.lookup(old_parent, old_name)
         self.check_writable(old_parent)
         self.check_new_name(new_parent, new_name)
@@ -136,7 +138,7 @@ class Changes:
             return
         if target is not None:
             await self._check_replaceable(node, target, noreplace)
-        await self._let_upload_land(node)
+        await self._writeback.landed(node)  # one that started during the checks
         old = (old_parent, old_name)
         if node.entry is None:
             await self._rename_local(node, old, new_parent, new_name, target)
@@ -160,7 +162,9 @@ class Changes:
         if target is not None and target.is_dir:
             await self._remove(new_parent, target)
         elif target is not None:
-            node.entry = target.entry  # the version the upload will replace
+            node.entry = target.entry  # the version the upload will replace: its base now
+            if node.dirty is not None:
+                node.dirty.replaces = landed_version(node)
             if target.dirty is not None:
                 self._writeback.discard(target)
         self._namespace.drop_entry(old[0].ino, old[1])
