@@ -83,14 +83,20 @@ class Conflicts:
                             "recreated with this mount's content", path)
         try:
             return await send(name, False)
-        except AlreadyExists:  # refused by an exclusive create: it appeared meanwhile
+        except AlreadyExists:  # refused by an exclusive create: something is there
+            if exclusive and await self._current(folder, name) is None:
+                return await send(name, True)  # an upload never completed: nothing to keep
             return await self._keep_beside(folder, name, path, send)
 
     async def _current(self, folder: Entry, name: str) -> Entry | None:
+        """The file the store holds as ``folder/name``. An upload there that
+        never completed (our own attempt, cut short before a retry) holds
+        nothing anyone can read: it counts as no file."""
         try:
-            return await self.store.lookup(folder, name)
+            entry = await self.store.lookup(folder, name)
         except NotFound:
             return None
+        return entry if entry.ready else None
 
     async def _keep_beside(self, folder: Entry, name: str, path: str, send: SendFn) -> Entry:
         """Upload under the first free conflict name; never over anything."""
