@@ -7,10 +7,15 @@ upload, not an upload and a move). An upload under way is let land first,
 so the change acts on what landed. The checks come before any request: a
 folder that takes no changes is EROFS, a name the store would refuse is
 refused by ``vagonfs.remote.names``, and rename(2)'s own rules on what may
-replace what hold as on a local disk.
+replace what hold as on a local disk. A folder renamed over an empty folder
+takes its place as rename(2) says, in two steps where the store can move (the
+empty one is deleted, then the move; a move that fails then makes it again);
+on a store that cannot move, ``EXDEV`` tells ``mv`` to copy.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from vagonfs.cache.reader import Reader
 from vagonfs.cache.writeback import WriteBack
@@ -20,7 +25,7 @@ from vagonfs.core.inodes import Node
 from vagonfs.core.namespace import Namespace
 from vagonfs.core.writes import landed_version
 from vagonfs.errors import (AlreadyExists, CrossDevice, IsADirectory, NotADirectory, NotFound,
-                            ReadOnly)
+                            ReadOnly, StoreError)
 from vagonfs.remote import names
 from vagonfs.remote.base import Entry, Store
 
@@ -176,10 +181,18 @@ class Changes:
         if not self.store.capabilities.can_rename:
             raise CrossDevice(f"this store cannot move {old[1]} on the server; "
                               "mv copies and deletes instead")
-        if target is not None and target.is_dir:
-            await self._remove(new_parent, target)
         entry = await self._namespace.entry(node)
-        moved = await self.store.rename(entry, await self._namespace.entry(new_parent), new_name)
+        folder = await self._namespace.entry(new_parent)
+        if target is not None and target.is_dir:  # empty (checked): it goes, then the move
+            await self._remove(new_parent, target)
+            try:
+                moved = await self.store.rename(entry, folder, new_name)
+            except StoreError:
+                with contextlib.suppress(StoreError):  # not atomic, but nothing is lost
+                    await self.mkdir(new_parent, new_name)
+                raise
+        else:
+            moved = await self.store.rename(entry, folder, new_name)
         if node.is_dir:
             self._attrs.folder_moved(entry.key, moved.key)
         else:
