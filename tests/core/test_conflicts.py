@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,20 @@ async def edit(fs: Filesystem, name: str, data: bytes) -> int:
     fh, _ = await fs.open(node.ino, os.O_WRONLY | os.O_TRUNC)
     await fs.write(fh, 0, data)
     return fh
+
+
+@asynccontextmanager
+async def fsync_held(store: MemoryStore, fs: Filesystem, fh: int, name: str
+                     ) -> AsyncIterator[trio.Nursery]:
+    """Inside: an ``fsync`` of ``fh`` under way, its upload of ``name`` stopped
+    before the store confirms (a nursery for more calls); on the way out the
+    upload lands and the fsync returns."""
+    gate = store.gate("upload", key=name)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fs.fsync, fh)
+        await gate.reached.wait()
+        yield nursery
+        gate.open()
 
 
 @pytest.mark.parametrize("exclusive", STORES)
@@ -79,9 +95,10 @@ def test_a_file_new_here_whose_name_appeared_on_the_store_is_a_conflict(tmp_path
         await close(fs, fh)
         assert store.data("notes.md") == b"theirs"
         assert store.data(copy_of(store, "notes.md")) == b"mine"
-        # an exclusive create is the check itself; a store without one looks
+        # an exclusive create is the check itself, and a look once it refused
+        # (a file, or an upload never completed?); a store without one looks
         # first, and again for the copy's name
-        assert store.calls["lookup"] == (0 if exclusive else 2)
+        assert store.calls["lookup"] == (1 if exclusive else 2)
 
     run_with_fs(store, tmp_path, body, write_back_delay=LONG)
 
@@ -135,12 +152,8 @@ def test_edit_save_edit_save_here_is_never_a_conflict(tmp_path, exclusive):
             await fs.rename(ROOT_INODE, ".doc.txt.swp", ROOT_INODE, "doc.txt")
             assert await fs.writeback.drain(timeout=10)
         fh = await edit(fs, "doc.txt", b"v5")
-        gate = store.gate("upload", key="doc.txt")
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(fs.fsync, fh)
-            await gate.reached.wait()
+        async with fsync_held(store, fs, fh, "doc.txt"):
             await fs.write(fh, 0, b"v6")  # to a copy, made from what lands now
-            gate.open()
         await fs.fsync(fh)
         await close(fs, fh)
         assert store.names() == ["doc.txt"] and store.data("doc.txt") == b"v6"
@@ -156,15 +169,11 @@ def test_a_rename_over_a_file_whose_upload_is_under_way_waits_for_it(tmp_path):
 
     async def body(fs: Filesystem) -> None:
         fh, _ = await create(fs, "doc.txt", b"first")
-        gate = store.gate("upload", key="doc.txt")
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(fs.fsync, fh)
-            await gate.reached.wait()
+        async with fsync_held(store, fs, fh, "doc.txt") as nursery:
             await write_file(fs, ".tmp", b"second")
             nursery.start_soon(fs.rename, ROOT_INODE, ".tmp", ROOT_INODE, "doc.txt")
             await trio.testing.wait_all_tasks_blocked()
             assert store.data("doc.txt") is None  # the rename waits for the upload
-            gate.open()
         await close(fs, fh)
         assert await fs.writeback.drain(timeout=10)
         assert store.names() == ["doc.txt"] and store.data("doc.txt") == b"second"
@@ -229,13 +238,9 @@ def test_a_journal_replay_of_content_written_during_our_own_upload_is_no_conflic
 
     async def first(fs: Filesystem) -> None:
         fh, _ = await create(fs, "db", b"one")
-        gate = store.gate("upload", key="db")
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(fs.fsync, fh)
-            await gate.reached.wait()
+        async with fsync_held(store, fs, fh, "db"):
             await fs.write(fh, 0, b"two")
             await fs.flush(fh)  # journaled with the base of the upload under way
-            gate.open()
         assert store.data("db") == b"one"
         fs.release(fh)
 
