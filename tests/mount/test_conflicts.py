@@ -49,10 +49,13 @@ def test_both_edit_one_file_and_both_versions_are_kept(mount_factory, emulator_f
         editing.write("ours\n")
     ours.wait_uploaded()
     ours.expect_log(CONFLICT)
+    # the name shows the store's file at once (the kernel's entry for it dropped)
+    assert (ours.path / "plan.txt").read_text() == "colleague\n"
 
     files = stored(mount_factory, emulator, store, subpath)
     [copy] = [name for name in files if COPY.fullmatch(name)]
     assert files == {"plan.txt": "colleague\n", copy: "ours\n"}
+    assert (ours.path / copy).read_text() == "ours\n"
     [conflict] = ours.status()["conflicts"]
     assert (conflict["path"], conflict["kept_as"]) == ("plan.txt", copy)
     text = vagonfs("status", str(ours.path)).stdout

@@ -145,6 +145,7 @@ class Writes:
         if entry.name != name and not node.unlinked:  # kept beside: the node is the copy
             self._namespace.inodes.move(node, parent.ino, entry.name)
             self._namespace.forget(parent.ino)  # the name holds the store's file: ask again
+            self._namespace.name_moved(parent.ino, name)
         if not node.unlinked:
             self._namespace.set_entry(parent, entry)
         return entry.version
