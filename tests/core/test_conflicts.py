@@ -6,6 +6,7 @@ journal. The store's call counts show what the check costs."""
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import AsyncIterator
@@ -20,7 +21,8 @@ from vagonfs.core.conflict_names import conflict_name
 from vagonfs.core.fs import Filesystem
 from vagonfs.core.inodes import ROOT_INODE
 
-from .conftest import close, create, filesystem, names, run, run_with_fs, write_file
+from .conftest import (close, create, error_from, filesystem, names, run, run_with_fs,
+                       write_file)
 from .memory_store import MemoryStore
 
 LONG = 3600.0  # a write-back delay no test waits out: only fsync or drain uploads
@@ -178,6 +180,63 @@ def test_a_rename_over_a_file_whose_upload_is_under_way_waits_for_it(tmp_path):
         assert await fs.writeback.drain(timeout=10)
         assert store.names() == ["doc.txt"] and store.data("doc.txt") == b"second"
         assert fs.writes.conflicts.kept == []
+
+    run_with_fs(store, tmp_path, body, write_back_delay=LONG)
+
+
+def test_a_save_over_a_file_kept_beside_while_the_save_waited_is_a_conflict_too(tmp_path):
+    """An editor's second save waits for the first one's upload, which finds
+    the colleague's version and goes beside it: the second save was made from
+    ours too, so it goes beside as well, never over theirs."""
+    store = MemoryStore(exclusive_create=True)
+    store.put("doc.txt", b"base")
+
+    async def body(fs: Filesystem) -> None:
+        fh = await edit(fs, "doc.txt", b"first")
+        store.put("doc.txt", b"theirs")
+        gate = store.gate("upload")  # the first save's, under its conflict name
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fs.fsync, fh)
+            await gate.reached.wait()
+            await write_file(fs, ".tmp", b"second")
+            nursery.start_soon(fs.rename, ROOT_INODE, ".tmp", ROOT_INODE, "doc.txt")
+            await trio.testing.wait_all_tasks_blocked()
+            gate.open()
+        await close(fs, fh)
+        assert await fs.writeback.drain(timeout=10)
+        assert store.data("doc.txt") == b"theirs"
+        assert sorted(store.data(c.kept_as) or b"" for c in fs.writes.conflicts.kept) == \
+            [b"first", b"second"]
+
+    run_with_fs(store, tmp_path, body, write_back_delay=LONG)
+
+
+def test_a_move_over_a_file_kept_beside_while_the_move_waited_is_refused(tmp_path):
+    store = MemoryStore(exclusive_create=True)
+    store.put("doc.txt", b"base")
+    store.put("other.txt", b"other")
+
+    async def body(fs: Filesystem) -> None:
+        await fs.lookup(ROOT_INODE, "other.txt")
+        fh = await edit(fs, "doc.txt", b"ours")
+        store.put("doc.txt", b"theirs")
+        gate = store.gate("upload")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fs.fsync, fh)
+            await gate.reached.wait()
+
+            async def open_once_the_move_waits() -> None:
+                await trio.testing.wait_all_tasks_blocked()
+                gate.open()
+
+            nursery.start_soon(open_once_the_move_waits)
+            move = fs.rename(ROOT_INODE, "other.txt", ROOT_INODE, "doc.txt")
+            assert (await error_from(move)).errno == errno.EEXIST
+        await close(fs, fh)
+        [kept] = fs.writes.conflicts.kept
+        assert (store.data("doc.txt"), store.data("other.txt"), store.data(kept.kept_as)) == \
+            (b"theirs", b"other", b"ours")
+        assert store.calls["rename"] == 0
 
     run_with_fs(store, tmp_path, body, write_back_delay=LONG)
 

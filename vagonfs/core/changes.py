@@ -129,12 +129,6 @@ class Changes:
 
     async def rename(self, old_parent: Node, old_name: str, new_parent: Node, new_name: str,
                      *, noreplace: bool = False) -> None:
-        # uploads under way at either name land first: the rename acts on what
-        # landed, and a file kept beside as a conflict copy no longer has the name
-        for folder, name in ((old_parent, old_name), (new_parent, new_name)):
-            known = self._inodes.child(folder.ino, name)
-            if known is not None:
-                await self._writeback.landed(known)
         node = await self._namespace.lookup(old_parent, old_name)
         self.check_writable(old_parent)
         self.check_new_name(new_parent, new_name)
@@ -143,8 +137,11 @@ class Changes:
             return
         if target is not None:
             await self._check_replaceable(node, target, noreplace)
-        await self._writeback.landed(node)  # one that started during the checks
-        old = (old_parent, old_name)
+            await self._writeback.landed(target)  # it replaces what landed
+        await self._writeback.landed(node)
+        # the rename acts on the files the kernel named: one kept beside as a
+        # conflict copy while its upload landed has the copy's name now
+        old = (old_parent, node.name)
         if node.entry is None:
             await self._rename_local(node, old, new_parent, new_name, target)
         else:
@@ -166,11 +163,11 @@ class Changes:
         """Not uploaded yet: that upload replaces the target (module doc)."""
         if target is not None and target.is_dir:
             await self._remove(new_parent, target)
-        elif target is not None:
-            node.entry = target.entry  # the version the upload will replace: its base now
+        elif target is not None:  # its base now: what the target's upload left (if that
+            node.entry = target.entry  # was kept beside, the store's file is a conflict too)
             if node.dirty is not None:
                 node.dirty.replaces = landed_version(node)
-            if target.dirty is not None:
+            if target.dirty is not None and target.name == new_name:
                 self._writeback.discard(target)
         self._namespace.drop_entry(old[0].ino, old[1])
         self._inodes.move(node, new_parent.ino, new_name)
@@ -181,6 +178,10 @@ class Changes:
         if not self.store.capabilities.can_rename:
             raise CrossDevice(f"this store cannot move {old[1]} on the server; "
                               "mv copies and deletes instead")
+        if target is not None and target.name != new_name:  # a move would replace theirs
+            raise AlreadyExists(f"{new_name} changed on the store while this rename waited "
+                                f"for its upload, kept beside it as {target.name}; "
+                                "not moved over the store's version")
         entry = await self._namespace.entry(node)
         folder = await self._namespace.entry(new_parent)
         if target is not None and target.is_dir:  # empty (checked): it goes, then the move
