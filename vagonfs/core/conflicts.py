@@ -11,7 +11,10 @@ they are never conflicts (``WriteBack``).
 
 Right before the upload's first request, ``upload`` asks the store for the
 file as it is now (one request: a Vagon lookup by name with ``q=``, a listing
-of the folder on the tenant store, whose version is ``size@updated_at``):
+of the folder on the tenant store, whose version is ``size@updated_at``,
+shared with other uploads into the folder by ``remote.batch_listing``). An
+upload under the name that never completed holds nothing anyone can read
+and counts as no file (``_current``):
 
 - the base version is there (or nothing, for a file new here): the upload
   goes under the file's name;
@@ -24,8 +27,10 @@ of the folder on the tenant store, whose version is ``size@updated_at``):
 A store with an exclusive create (Vagon's ``overwrite`` off:
 ``Capabilities.exclusive_create``) needs no lookup for a file new here: its
 upload is created with ``overwrite`` off, and a name taken meanwhile is
-refused in that same request (409), so no window at all. Conflict copies are
-always sent that way, so a copy never replaces anything either.
+refused in that same request (409), so no window at all (one lookup after
+a refusal tells a file from an upload never completed). Conflict copies are
+always sent that way, so a copy never replaces anything either; on a store
+without one, a copy's name is looked up first.
 
 The stores offer no conditional replace, so between the lookup's answer and
 the moment the store takes the new content (Vagon: the create; tenant: the
