@@ -136,6 +136,24 @@ def test_a_file_deleted_elsewhere_while_edited_here_is_recreated(tmp_path, caplo
         in caplog.text
 
 
+def test_a_file_whose_folder_was_deleted_elsewhere_is_not_said_recreated(tmp_path, caplog):
+    store = MemoryStore(exclusive_create=True)
+    store.put("gone/doc.txt", b"base")
+
+    async def body(fs: Filesystem) -> None:
+        folder = await fs.lookup(ROOT_INODE, "gone")
+        node = await fs.lookup(folder.ino, "doc.txt")
+        fh, _ = await fs.open(node.ino, os.O_WRONLY | os.O_TRUNC)
+        await fs.write(fh, 0, b"ours")
+        store.remove("gone/doc.txt")
+        store.remove("gone")
+        assert (await error_from(fs.fsync(fh))).errno == errno.ENOENT
+        fs.release(fh)
+
+    run_with_fs(store, tmp_path, body, write_back_delay=LONG)
+    assert "recreated" not in caplog.text
+
+
 @pytest.mark.parametrize("exclusive", STORES)
 def test_edit_save_edit_save_here_is_never_a_conflict(tmp_path, exclusive):
     """In place (O_TRUNC), editor-style (a new file renamed over the old one),

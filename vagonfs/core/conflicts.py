@@ -83,15 +83,16 @@ class Conflicts:
                 if base and not current.is_dir and current.version == base:
                     return await send(name, True)
                 return await self._keep_beside(folder, name, path, send)
-            if base:
-                log.warning("%s was deleted on the store while it was changed here; "
-                            "recreated with this mount's content", path)
         try:
-            return await send(name, False)
+            entry = await send(name, False)
         except AlreadyExists:  # refused by an exclusive create: something is there
             if exclusive and await self._current(folder, name) is None:
                 return await send(name, True)  # an upload never completed: nothing to keep
             return await self._keep_beside(folder, name, path, send)
+        if base:  # said once it is true: a folder gone too fails the upload instead
+            log.warning("%s was deleted on the store while it was changed here; "
+                        "recreated with this mount's content", path)
+        return entry
 
     async def _current(self, folder: Entry, name: str) -> Entry | None:
         """The file the store holds as ``folder/name``. An upload there that
