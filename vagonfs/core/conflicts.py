@@ -33,9 +33,10 @@ always sent that way, so a copy never replaces anything either; on a store
 without one, a copy's name is looked up first.
 
 The stores offer no conditional replace, so between the lookup's answer and
-the moment the store takes the new content (Vagon: the create; tenant: the
-upload request) another client's change can still be overwritten: that
-window is one request long, and docs/SEMANTICS.md says so.
+the moment the store takes the new content (tenant: the upload request;
+Vagon: the complete, after the create and the parts) another client's change
+can still be overwritten: the window is the upload itself, as
+docs/SEMANTICS.md says.
 """
 
 from __future__ import annotations
