@@ -60,6 +60,14 @@ class FuseOperations(pyfuse3.Operations):
         # getxattr round trips per file (SELinux label, ACL), which FUSE cannot
         # cache as absent
         self.xattrs = xattrs
+        fs.namespace.name_moved = self._drop_kernel_entry
+
+    @staticmethod
+    def _drop_kernel_entry(folder: int, name: str) -> None:
+        """The kernel trusts a name's inode for ``entry_timeout``: a name that
+        leads to another file now (a conflict copy's) is dropped at once, so
+        the next ``open`` or ``rm`` of it reaches the file the store holds."""
+        pyfuse3.invalidate_entry_async(folder, os.fsencode(name), ignore_enoent=True)
 
     def _attrs(self, node: Node) -> pyfuse3.EntryAttributes:
         a: Attributes = self.fs.attributes(node)

@@ -9,6 +9,7 @@ them. Loaded by the command too, so it imports nothing of the daemon's.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,8 @@ def report(fs: Filesystem, options: MountOptions, stats, started: float,
         "remote": options.remote.name, "type": options.remote.type,
         "subpath": options.subpath, "mountpoint": str(options.mountpoint),
         "pid": os.getpid(), "since": started, "uploads": uploads,
+        "conflicts": [{"path": c.path, "kept_as": c.kept_as, "at": c.at}
+                      for c in fs.writes.conflicts.kept],
         "cache": {"used": fs.blocks.used_bytes, "max": fs.blocks.max_bytes,
                   "dir": str(cache_dir), "disk_full": fs.blocks.disk_full},
         "requests": stats.snapshot() if stats is not None else {},
@@ -67,6 +70,7 @@ def text(status: dict) -> str:
         if u["spool"]:
             line += f"; its content is kept in {u['spool']}"
         lines.append(line)
+    lines += conflict_lines(status)
     cache = status["cache"]
     lines += ["", f"{status['remote']}:{status['subpath']} ({status['type']}) on "
                   f"{status['mountpoint']}, pid {status['pid']}",
@@ -76,3 +80,19 @@ def text(status: dict) -> str:
                  else "")]
     lines += [f"{name}: {value}" for name, value in sorted(status["requests"].items())]
     return "\n".join(lines)
+
+
+def conflict_lines(status: dict) -> list[str]:
+    """The conflicts kept since the mount started (``vagonfs.core.conflicts``):
+    a version changed elsewhere that this mount's upload did not write over."""
+    conflicts = status.get("conflicts") or []
+    if not conflicts:
+        return []
+    lines = [f"conflicts kept since the mount started: {len(conflicts)} (both versions "
+             "are on the store)"]
+    for conflict in conflicts:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(conflict["at"]))
+        lines.append(f"  {os.path.join(status['mountpoint'], conflict['path'])} changed "
+                     f"elsewhere; this mount's version kept as "
+                     f"{os.path.join(status['mountpoint'], conflict['kept_as'])} ({when})")
+    return lines

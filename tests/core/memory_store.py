@@ -89,14 +89,18 @@ class MemoryStore(Store):
     ``lookup_lists`` and ``can_rename`` its capabilities; ``chunk_size`` the
     pieces a read streams (a real store's are not always whole blocks);
     ``sized_versions``: a file's version is its size alone, as the tenant
-    store's ``size@updated_at`` is for rewrites within one second."""
+    store's ``size@updated_at`` is for rewrites within one second;
+    ``exclusive_create``: ``upload(replace=False)`` refuses a taken name, as
+    Vagon's ``overwrite`` off does."""
 
     def __init__(self, *, page_size: int = 100, ranged: bool = True,
                  lookup_lists: bool = False, can_rename: bool = True,
-                 chunk_size: int = BLOCK_SIZE, sized_versions: bool = False):
+                 chunk_size: int = BLOCK_SIZE, sized_versions: bool = False,
+                 exclusive_create: bool = False):
         self._sized_versions = sized_versions
         self.capabilities = Capabilities(read_only=False, can_rename=can_rename,
-                                         max_file_size=None, lookup_lists=lookup_lists)
+                                         max_file_size=None, lookup_lists=lookup_lists,
+                                         exclusive_create=exclusive_create)
         self.page_size = page_size
         self.chunk_size = chunk_size
         self._ranged = ranged
@@ -250,8 +254,8 @@ class MemoryStore(Store):
         yield chunks()
 
     async def upload(self, folder: Entry, name: str, source: BinaryIO, size: int, *,
-                     content_type: str | None = None,
-                     progress: ProgressFn | None = None) -> Entry:
+                     content_type: str | None = None, progress: ProgressFn | None = None,
+                     replace: bool = True) -> Entry:
         path = _join(_path(folder), name)
         self.calls["upload"] += 1
         data = os.pread(source.fileno(), size, 0)
@@ -267,6 +271,8 @@ class MemoryStore(Store):
         existing = self._items.get(path)
         if existing is not None and existing.is_dir:
             raise IsADirectory(f"{path} is a folder")
+        if existing is not None and not replace and self.capabilities.exclusive_create:
+            raise AlreadyExists(f"{path} exists", status=409)
         self.put(path, data)
         return self.entry(path)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from .conftest import sh, vagon_folder
 
 LIST_ROUTES = ("vagon.files", "tenant.list")
@@ -61,8 +63,11 @@ def test_rsync_of_100_new_files_costs_exactly_100_uploads(mount_factory, tmp_pat
         mount.wait_uploaded()
         spent = calls_since(mount, before)
         assert {route: spent.get(route) for route in expected} == expected, (store, spent)
-        # dst/ is new, so known empty: rsync's many lookups in it cost no listing;
-        # the tenant API says a new file's time only in a listing, one per upload
+        # dst/ is new, so known empty: rsync's many lookups in it cost no listing.
+        # The tenant API cannot look up one name nor say a new file's time but in
+        # a listing: the conflict checks before the uploads share the listings
+        # under way, and the listings after them are batched, so at most one
+        # listing per upload (23 of them measured here)
         listings = spent.get("vagon.files", 0) + spent.get("tenant.list", 0)
         assert listings <= (2 if store == "vagon" else 102), spent
 
@@ -81,3 +86,29 @@ def test_vagon_lookup_in_a_folder_not_listed_is_kept_like_a_listing(mount_factor
     for _ in range(5):
         sh(f"sleep 0.05; stat {mount.path}/big000000")
     assert calls_since(mount, before) == {}
+
+
+@pytest.mark.parametrize("store,subpath,check", [("vagon", "shared", "vagon.files"),
+                                                 ("tenant", "", "tenant.list")])
+def test_the_conflict_check_costs_one_request_per_upload_that_replaces_a_file(
+        mount_factory, store, subpath, check):
+    """Vagon: a lookup by name before the create of an upload that replaces a
+    file; a file new here costs none (its create, with ``overwrite`` off, is
+    the check). Tenant: one listing of the folder before every upload (the API
+    can neither look up one name nor refuse to replace), beside the listing
+    after it that says the new version."""
+    mount = mount_factory(store, subpath=subpath)
+    sh(f"ls {mount.path}")
+    upload = ({"vagon.create": 1, "s3.part_put": 1, "vagon.complete": 1} if store == "vagon"
+              else {"tenant.upload": 1, "tenant.list": 1})
+    before = mount.calls()
+    sh(f"echo new > {mount.path}/f.txt")
+    mount.wait_uploaded()
+    assert calls_since(mount, before) == \
+        (upload if store == "vagon" else {**upload, check: upload[check] + 1})
+    for content in ("replaced", "again"):
+        before = mount.calls()
+        sh(f"echo {content} > {mount.path}/f.txt")
+        mount.wait_uploaded()
+        assert calls_since(mount, before) == {**upload, check: upload.get(check, 0) + 1}
+    assert mount.status()["conflicts"] == []

@@ -1,7 +1,8 @@
 """The write-back journal: what a crash must not lose, one append-only log.
 
 ``journal/journal.log`` holds a line per change: a record (which path,
-which spool, which version it replaces), or ``done`` once the store
+which spool, which version it replaces: the base a replay checks for a
+conflict, ``vagonfs.core.conflicts``), or ``done`` once the store
 confirmed the upload (a record is closed only then). An append is one small
 ``write(2)`` made on the spot: a per-file record written through a worker
 thread, a temporary file and a rename cost more than the small file it
@@ -46,6 +47,10 @@ class Journal:
         record = {"path": path, "spool": spool.id, "size": spool.size, "replaces": replaces}
         self._append(record)
         self._records[spool.id] = record
+
+    def holds(self, spool: Spool) -> bool:
+        """Whether ``spool`` has an open record."""
+        return spool.id in self._records
 
     def close(self, spool: Spool) -> None:
         """The record of ``spool`` is settled (uploaded or dropped), if it has one."""

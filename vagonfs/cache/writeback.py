@@ -22,7 +22,8 @@ States of a written file, and what a crash leaves at each::
   of the same file has settled, so the store never ends up with the older
   content. The last close of a ``synced`` file drops its spool.
 - ``flush`` (every ``close(2)``) writes the file's journal record (which
-  path, which spool, which version it replaces) before returning, so from
+  path, which spool, which version its content was made from: the base that
+  ``vagonfs.core.conflicts`` checks) before returning, so from
   then on a ``kill -9``, a reboot or a long network outage loses nothing: the
   next mount with the same cache dir reads the journal and finishes the
   upload.
@@ -94,7 +95,7 @@ class Pending:
     attempts: int = 0
     error: StoreError | None = None
     progress: int = 0
-    replaces: str = ""  # version of the remote file this content replaces
+    replaces: str = ""  # the version this content was made from, its base ("" new here)
     settled: trio.Event = field(default_factory=trio.Event)
     writing: bool = True  # a writer still has the file open (until ``closed``)
     after: Pending | None = None  # an older upload of the file, to land first
@@ -105,7 +106,8 @@ class Pending:
         return self.settled.is_set() and self.error is None
 
 
-UploadFn = Callable[["Node", Spool, Callable[[int], None]], Awaitable[None]]
+# uploads a pending content; answers the version it left on the store (None: nothing sent)
+UploadFn = Callable[[Pending, Callable[[int], None]], Awaitable["str | None"]]
 
 
 class WriteBack:
@@ -179,7 +181,7 @@ class WriteBack:
                 return await self.reopen(node, landed_version)
             return self.opened(node, spool, pending.replaces, after=pending)
         replaces = landed_version if pending.state is State.SYNCED else pending.replaces
-        return self.opened(node, pending.spool, replaces)
+        return self.opened(node, pending.spool, replaces, after=pending.after)
 
     def flushed(self, node: Node) -> None:
         """A ``close(2)``: journal the file, so a killed daemon loses nothing.
@@ -220,6 +222,14 @@ class WriteBack:
         await pending.settled.wait()
         if pending.error is not None:
             raise pending.error
+
+    async def landed(self, node: Node) -> None:
+        """Until an upload of ``node`` under way has settled: a change that acts
+        on the store's file (a delete, a rename, a create over it) acts on
+        what landed, and content that replaces it is made from that version."""
+        pending = self._pending.get(node)
+        if pending is not None and pending.state is State.UPLOADING:
+            await pending.settled.wait()
 
     def moved(self, node: Node) -> None:
         """The file was renamed before its upload: record the new path."""
@@ -380,7 +390,7 @@ class WriteBack:
 
         pending.attempts += 1
         try:
-            await self._upload(node, pending.spool, progress)
+            version = await self._upload(pending, progress)
         except Exception as exc:  # noqa: BLE001 - wakes the fsync with its errno
             self._failed(pending, path, exc)
             return
@@ -389,6 +399,8 @@ class WriteBack:
         log.info("uploaded %s (%d bytes)", path, pending.spool.size)
         pending.error = None
         self._drop_record(pending)
+        if version is not None:
+            self._rebase_newer(pending, version)
         if self._pending.get(node) is not pending:  # rewritten or deleted meanwhile
             pending.spool.discard()
         elif pending.writing:
@@ -396,6 +408,19 @@ class WriteBack:
         else:
             self._done(pending)
         pending.settled.set()
+
+    def _rebase_newer(self, landed: Pending, version: str) -> None:
+        """Content written while ``landed`` uploaded (copy on write) was made
+        from it: its base is the version that upload left on the store, so our
+        own successive uploads of a file are never conflicts, after a replay of
+        the journal too."""
+        newer = self._pending.get(landed.node)
+        if newer is None or newer.after is not landed:
+            return
+        newer.replaces = version
+        if self._journal.holds(newer.spool):
+            with contextlib.suppress(StoreError):  # logged once; a replay keeps a copy beside
+                self._write_record(newer)
 
     def _done(self, pending: Pending) -> None:
         """The store has this content and no writer has the file open."""

@@ -7,19 +7,25 @@ upload, not an upload and a move). An upload under way is let land first,
 so the change acts on what landed. The checks come before any request: a
 folder that takes no changes is EROFS, a name the store would refuse is
 refused by ``vagonfs.remote.names``, and rename(2)'s own rules on what may
-replace what hold as on a local disk.
+replace what hold as on a local disk. A folder renamed over an empty folder
+takes its place as rename(2) says, in two steps where the store can move (the
+empty one is deleted, then the move; a move that fails then makes it again);
+on a store that cannot move, ``EXDEV`` tells ``mv`` to copy.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 from vagonfs.cache.reader import Reader
-from vagonfs.cache.writeback import State, WriteBack
+from vagonfs.cache.writeback import WriteBack
 from vagonfs.core import links
 from vagonfs.core.attrs import LocalAttrs
 from vagonfs.core.inodes import Node
 from vagonfs.core.namespace import Namespace
+from vagonfs.core.writes import landed_version
 from vagonfs.errors import (AlreadyExists, CrossDevice, IsADirectory, NotADirectory, NotFound,
-                            ReadOnly)
+                            ReadOnly, StoreError)
 from vagonfs.remote import names
 from vagonfs.remote.base import Entry, Store
 
@@ -104,13 +110,8 @@ class Changes:
         await self._namespace.check_empty(node)
         await self._remove(parent, node)
 
-    async def _let_upload_land(self, node: Node) -> None:
-        pending = self._writeback.get(node)
-        if pending is not None and pending.state is State.UPLOADING:
-            await pending.settled.wait()
-
     async def _remove(self, parent: Node, node: Node) -> None:
-        await self._let_upload_land(node)  # then delete what landed
+        await self._writeback.landed(node)  # then delete what landed
         if node.dirty is not None:
             self._writeback.discard(node)
         if node.entry is not None:
@@ -136,8 +137,11 @@ class Changes:
             return
         if target is not None:
             await self._check_replaceable(node, target, noreplace)
-        await self._let_upload_land(node)
-        old = (old_parent, old_name)
+            await self._writeback.landed(target)  # it replaces what landed
+        await self._writeback.landed(node)
+        # the rename acts on the files the kernel named: one kept beside as a
+        # conflict copy while its upload landed has the copy's name now
+        old = (old_parent, node.name)
         if node.entry is None:
             await self._rename_local(node, old, new_parent, new_name, target)
         else:
@@ -159,9 +163,11 @@ class Changes:
         """Not uploaded yet: that upload replaces the target (module doc)."""
         if target is not None and target.is_dir:
             await self._remove(new_parent, target)
-        elif target is not None:
-            node.entry = target.entry  # the version the upload will replace
-            if target.dirty is not None:
+        elif target is not None:  # its base now: what the target's upload left (if that
+            node.entry = target.entry  # was kept beside, the store's file is a conflict too)
+            if node.dirty is not None:
+                node.dirty.replaces = landed_version(node)
+            if target.dirty is not None and target.name == new_name:
                 self._writeback.discard(target)
         self._namespace.drop_entry(old[0].ino, old[1])
         self._inodes.move(node, new_parent.ino, new_name)
@@ -172,10 +178,22 @@ class Changes:
         if not self.store.capabilities.can_rename:
             raise CrossDevice(f"this store cannot move {old[1]} on the server; "
                               "mv copies and deletes instead")
-        if target is not None and target.is_dir:
-            await self._remove(new_parent, target)
+        if target is not None and target.name != new_name:  # a move would replace theirs
+            raise AlreadyExists(f"{new_name} changed on the store while this rename waited "
+                                f"for its upload, kept beside it as {target.name}; "
+                                "not moved over the store's version")
         entry = await self._namespace.entry(node)
-        moved = await self.store.rename(entry, await self._namespace.entry(new_parent), new_name)
+        folder = await self._namespace.entry(new_parent)
+        if target is not None and target.is_dir:  # empty (checked): it goes, then the move
+            await self._remove(new_parent, target)
+            try:
+                moved = await self.store.rename(entry, folder, new_name)
+            except StoreError:
+                with contextlib.suppress(StoreError):  # not atomic, but nothing is lost
+                    await self.mkdir(new_parent, new_name)
+                raise
+        else:
+            moved = await self.store.rename(entry, folder, new_name)
         if node.is_dir:
             self._attrs.folder_moved(entry.key, moved.key)
         else:

@@ -202,6 +202,9 @@ class Filesystem:
         existing = self.inodes.child(parent_ino, name)
         if existing is not None and existing.is_dir:
             raise IsADirectory(f"{name} is a folder")
+        if existing is not None:  # the new content is made from what its upload left
+            await self.writeback.landed(existing)
+            existing = self.inodes.child(parent_ino, name)  # (kept beside: not there now)
         node = self.inodes.add_local(parent_ino, name)
         if existing is not None:  # O_CREAT on a name the kernel thought absent
             node.entry = existing.entry

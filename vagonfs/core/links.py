@@ -142,11 +142,11 @@ class LinkStore(Store):
         return self.inner.read(entry, offset, end)
 
     async def upload(self, folder: Entry, name: str, source, size: int, *,
-                     content_type: str | None = None,
-                     progress: ProgressFn | None = None) -> Entry:
+                     content_type: str | None = None, progress: ProgressFn | None = None,
+                     replace: bool = True) -> Entry:
         return self._shown(await self.inner.upload(folder, name, source, size,
                                                    content_type=content_type,
-                                                   progress=progress))
+                                                   progress=progress, replace=replace))
 
     async def mkdir(self, folder: Entry, name: str) -> Entry:
         return await self.inner.mkdir(folder, name)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import aclosing
 
 import cachetools
@@ -53,6 +53,10 @@ class Namespace:
         self._looked_up: cachetools.TTLCache = cachetools.TTLCache(
             maxsize=LOOKUP_FOLDERS_KEPT, ttl=ttl)
         self._fetches: dict[int, SharedListing] = {}
+        # told (folder ino, name) when a name this mount showed leads to another
+        # file now (its file kept beside as a conflict copy): the FUSE adapter
+        # drops the kernel's entry, which it would trust ``entry_timeout`` longer
+        self.name_moved: Callable[[int, str], None] = lambda folder, name: None
 
     def node(self, ino: int) -> Node:
         node = self.inodes.get(ino)

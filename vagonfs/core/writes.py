@@ -19,10 +19,11 @@ from vagonfs.cache.reader import Reader
 from vagonfs.cache.spool import Spool
 from vagonfs.cache.writeback import Pending, State, WriteBack
 from vagonfs.core.attrs import LocalAttrs
+from vagonfs.core.conflicts import Conflicts
 from vagonfs.core.inodes import Node
 from vagonfs.core.namespace import Namespace
 from vagonfs.errors import FileTooLarge
-from vagonfs.remote.base import Store
+from vagonfs.remote.base import Entry, Store
 
 
 class Writes:
@@ -35,6 +36,7 @@ class Writes:
         self._namespace = namespace
         self._reader = reader
         self._attrs = attrs
+        self.conflicts = Conflicts(store)
         self.queue = WriteBack(cache_root, delay, self._upload, namespace.inodes.path,
                                namespace.inodes.clean)
 
@@ -103,36 +105,51 @@ class Writes:
             self.queue.flushed(node)
             self.queue.closed(node)
 
-    async def _upload(self, node: Node, spool: Spool, progress) -> None:
+    async def _upload(self, pending: Pending, progress) -> str | None:
         """The write-back queue's upload: put the spool on the store under the
-        node's current name, then make the node show the store's new entry."""
+        node's current name, or beside it when the store's file is no longer
+        the version this content was made from (``vagonfs.core.conflicts``;
+        the node then is the copy, the name shows the store's file); then make
+        the node show the store's new entry. Answers that entry's version."""
+        node, spool = pending.node, pending.spool
         if node.unlinked:
-            return
+            return None
         parent = self._namespace.node(node.parent)
         folder = await self._namespace.entry(parent)
-        with await spool.reader() as source:
-            entry = await self.store.upload(folder, node.name, source, spool.size,
-                                            content_type=content_type(node.name),
-                                            progress=progress)
+        name = node.name
+
+        async def send(as_name: str, replace: bool) -> Entry:
+            with await spool.reader() as source:
+                return await self.store.upload(folder, as_name, source, spool.size,
+                                               content_type=content_type(as_name),
+                                               progress=progress, replace=replace)
+
+        entry = await self.conflicts.upload(folder, name, pending.replaces,
+                                            self._namespace.inodes.path(node), send)
         replaced = node.entry
         if replaced is not None:  # even under an unchanged version: a tenant file
             self._reader.forget(replaced)  # rewritten at its size within a second keeps it
         node.entry = entry
         mode = node.local_mode
-        if mode is None and replaced is not None and node.dirty is not None \
-                and node.dirty.replaces == replaced.version:  # this file's content, rewritten
+        if mode is None and replaced is not None \
+                and pending.replaces == replaced.version:  # this file's content, rewritten
             mode = self._attrs.get(replaced.key, replaced.version)[1]  # keeps its chmod
         if node.mtime_set or mode is not None:
             self._attrs.set(entry.key, entry.version,
                             mtime=node.local_mtime if node.mtime_set else None, mode=mode)
         else:  # a new content with nothing set on it: what was set on the one before is moot
             self._attrs.forget(entry.key)
-        if replaced is not None and replaced.key != entry.key:  # a store that gave a new id
-            self._attrs.forget(replaced.key)
+        if replaced is not None and replaced.key != entry.key and entry.name == name:
+            self._attrs.forget(replaced.key)  # a store that gave a new id
         if node.dirty is not None and node.dirty.spool is spool:
             node.local_mtime, node.local_mode, node.mtime_set = None, None, False
+        if entry.name != name and not node.unlinked:  # kept beside: the node is the copy
+            self._namespace.inodes.move(node, parent.ino, entry.name)
+            self._namespace.forget(parent.ino)  # the name holds the store's file: ask again
+            self._namespace.name_moved(parent.ino, name)
         if not node.unlinked:
             self._namespace.set_entry(parent, entry)
+        return entry.version
 
 
 def landed_version(node: Node) -> str:

@@ -63,6 +63,7 @@ class Capabilities:
     forbidden_chars: str = "\0/"  # characters a name may not contain on this store
     max_name_length: int = 255
     lookup_lists: bool = False  # finding one name costs a whole listing (no lookup call)
+    exclusive_create: bool = False  # ``upload(replace=False)`` refuses a name taken meanwhile
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +144,17 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def upload(self, folder: Entry, name: str, source: BinaryIO, size: int, *,
-                     content_type: str | None = None,
-                     progress: ProgressFn | None = None) -> Entry:
+                     content_type: str | None = None, progress: ProgressFn | None = None,
+                     replace: bool = True) -> Entry:
         """Store ``size`` bytes read from ``source`` (a real file, read with
         ``os.pread`` off the trio thread) as ``folder/name``, replacing any file
         of that name only once the new content is complete. Returns the entry
-        as the store now holds it."""
+        as the store now holds it.
+
+        ``replace=False``: the name is believed free; a store with
+        ``exclusive_create`` refuses with AlreadyExists a file of that name
+        that is there by the time it creates the upload, in the same request.
+        A store without one has no conditional write and replaces it."""
 
     @abc.abstractmethod
     async def mkdir(self, folder: Entry, name: str) -> Entry:

@@ -223,8 +223,8 @@ class ShannonStore(Store):
         yield chunks()
 
     async def upload(self, folder: Entry, name: str, source: BinaryIO, size: int, *,
-                     content_type: str | None = None,
-                     progress: ProgressFn | None = None) -> Entry:
+                     content_type: str | None = None, progress: ProgressFn | None = None,
+                     replace: bool = True) -> Entry:
         raise ReadOnly("Shannon workspaces are read-only")
 
     async def mkdir(self, folder: Entry, name: str) -> Entry:

@@ -31,7 +31,7 @@ import httpx
 
 from vagonfs.errors import AlreadyExists, IsADirectory, NotEmpty, RemoteIOError
 from vagonfs.remote.base import (Capabilities, Capacity, Entry, ProgressFn, Store,
-                                 cache_key_prefix, find_listed)
+                                 cache_key_prefix)
 from vagonfs.remote.batch_listing import ListingBatches
 from vagonfs.remote.bulk import file_range
 from vagonfs.remote.http import HeaderAuth, HttpClient
@@ -134,7 +134,9 @@ class TenantStore(Store):
         yield entries
 
     async def lookup(self, folder: Entry, name: str) -> Entry:
-        return await find_listed(self, folder, name)
+        """A listing of the folder (the API cannot look up one name), shared
+        with the uploads into it (``batch_listing``)."""
+        return await self._after_upload.lookup(folder, name)
 
     @asynccontextmanager
     async def read(self, entry: Entry, offset: int = 0, end: int | None = None):
@@ -156,8 +158,9 @@ class TenantStore(Store):
             await chunks.aclose()
 
     async def upload(self, folder: Entry, name: str, source: BinaryIO, size: int, *,
-                     content_type: str | None = None,
-                     progress: ProgressFn | None = None) -> Entry:
+                     content_type: str | None = None, progress: ProgressFn | None = None,
+                     replace: bool = True) -> Entry:
+        """The API always replaces (no conditional write): ``replace`` changes nothing."""
         fd = source.fileno()
         boundary = uuid.uuid4().hex
         head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"path\"\r\n\r\n"

@@ -87,7 +87,7 @@ def _item_name(name) -> str:
 
 class VagonStore(Store):
     capabilities = Capabilities(read_only=False, can_rename=False, max_file_size=None,
-                                forbidden_chars=RESERVED + "\0")
+                                forbidden_chars=RESERVED + "\0", exclusive_create=True)
 
     def __init__(self, api: VagonApi, *, part_parallelism: int = vagon_upload.PART_PARALLELISM):
         self.api = api
@@ -271,16 +271,18 @@ class VagonStore(Store):
         return scope
 
     async def upload(self, folder: Entry, name: str, source: BinaryIO, size: int, *,
-                     content_type: str | None = None,
-                     progress: ProgressFn | None = None) -> Entry:
-        """Multipart, once the file is closed: ``vagon_upload`` says why."""
+                     content_type: str | None = None, progress: ProgressFn | None = None,
+                     replace: bool = True) -> Entry:
+        """Multipart, once the file is closed: ``vagon_upload`` says why.
+        ``replace`` is the create's ``overwrite``: off, the server answers a
+        taken name with 409 (AlreadyExists)."""
         self._check_name(name)
         scope = await self._writable(folder)
         file_id, uid, complete = await vagon_upload.upload(
             self.api, name, int(scope.id or 0),
             scope.machine_id if scope.scope == MACHINE_FILES else None, source, size,
             content_type=content_type or "application/octet-stream", progress=progress,
-            parallelism=self._part_parallelism)
+            parallelism=self._part_parallelism, overwrite=replace)
         self._links.uploaded(file_id, uid, complete)
         # what the next listing will say, without asking: the uid is the version
         return Entry(name=name, is_dir=False, key=VagonKey(scope.scope, scope.machine_id, file_id),

@@ -140,14 +140,16 @@ class VagonApi:
         return flatten(await self.call("POST", "/files", body=body, idempotent=False))
 
     async def create_upload(self, name: str, parent_id: int, *, size: int, content_type: str,
-                            chunk_mb: int, machine_id: int | None = None) -> dict:
-        """Open a multipart upload that replaces a same-named file on completion.
+                            chunk_mb: int, machine_id: int | None = None,
+                            overwrite: bool = True) -> dict:
+        """Open a multipart upload that replaces a same-named file on completion
+        (``overwrite``; without it a taken name is refused with 409).
 
         Answers ``{id, uid, chunk_size, upload_urls}``.
         """
         body = {"file_name": name, "object_type": "file", "parent_id": parent_id,
                 "content_type": content_type, "size": size, "chunk_size": chunk_mb,
-                "overwrite": True}
+                "overwrite": overwrite}
         if machine_id is not None:
             body["machine_id"] = machine_id
         return await self.call("POST", "/files", body=body, idempotent=False, in_worker=True)

@@ -43,11 +43,13 @@ def part_size_mb(size: int) -> int:
 
 async def upload(api: VagonApi, name: str, parent_id: int, machine_id: int | None,
                  source: BinaryIO, size: int, *, content_type: str,
-                 progress: ProgressFn | None, parallelism: int) -> tuple[int, str, dict]:
+                 progress: ProgressFn | None, parallelism: int,
+                 overwrite: bool = True) -> tuple[int, str, dict]:
     """Store ``size`` bytes of ``source``; returns the file's id and uid, and
     the complete's reply (its ``download_url`` is a link to the new content)."""
     reply = await api.create_upload(name, parent_id, size=size, chunk_mb=part_size_mb(size),
-                                    content_type=content_type, machine_id=machine_id)
+                                    content_type=content_type, machine_id=machine_id,
+                                    overwrite=overwrite)
     with reply_shape("Vagon upload"):
         file_id = int(reply["id"])
         chunk = int(reply.get("chunk_size") or part_size_mb(size)) * MiB
