@@ -186,7 +186,8 @@ class VagonApi:
         return await self.call("GET", f"/files/{file_id}/download", in_worker=True)
 
     async def capacity(self, machine_id: int | None = None) -> dict:
-        return await self.call("GET", "/files/capacity", params={"machine_id": machine_id})
+        return await self.call("GET", "/files/capacity", params={"machine_id": machine_id},
+                               in_worker=True)  # the pool the reads use (vagon_paging)
 
     # -- machines ----------------------------------------------------------------
 

@@ -5,7 +5,10 @@ The first page is asked with ``per_page=100``; the server may serve fewer
 known, the remaining pages are fetched ``PAGE_PARALLELISM`` at a time and
 still handed out in order: over a link of 40 ms a folder of 1,000 files is
 page 1 and then one round trip for the nine others, where one page after
-another was ten. Items come flat or as JSON:API objects
+another was ten. Pages go over the worker-thread connections that download
+links and file bodies use (``HttpClient.request``'s ``in_worker``): one pool,
+so the connection a lookup opened is there for the link and the GET after
+it, where two pools made the first link after a lookup wait for a handshake. Items come flat or as JSON:API objects
 (``{id, type, attributes}``); callers see one shape (``flatten``).
 """
 
@@ -37,7 +40,7 @@ async def pages(call: CallFn, path: str, items_key: str, params: dict | None = N
     params = dict(params or {}, per_page=PER_PAGE)
 
     async def fetch(page: int) -> dict:
-        return await call("GET", path, params=dict(params, page=page))
+        return await call("GET", path, params=dict(params, page=page), in_worker=True)
 
     reply = await fetch(1)
     with reply_shape("Vagon page"):
