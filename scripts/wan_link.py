@@ -314,7 +314,7 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def settings_arguments(p: argparse.ArgumentParser) -> None:
+def settings_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """The link's window and rate as options (the benchmark's WAN mode takes them too)."""
     p.add_argument("--window", type=checked(parse_size), default="2M",
                    help="bytes in flight per connection and direction (default 2M)")
