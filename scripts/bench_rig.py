@@ -104,6 +104,17 @@ def rsync_up(source: Path, dest: Path, wait_on_server) -> tuple[float, float]:
     return returned, time.perf_counter() - start
 
 
+def copy_synced(source: Path, dest: Path) -> None:
+    """``cp``, then ``fsync`` of the copy: what a careful program does before it
+    calls a file written."""
+    run("cp", source, dest)
+    fd = os.open(dest, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def make_local_file(path: Path, size: int) -> Path:
     block = hashlib.sha256(b"bench").digest() * (MiB // 32)
     with open(path, "wb") as fh:
@@ -255,12 +266,7 @@ class VagonMount:
 
     def copy_in(self, local: Path, name: str) -> None:
         """``cp`` then ``fsync`` of the copy, until the server confirmed it."""
-        run("cp", local, self.path / name)
-        fd = os.open(self.path / name, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        copy_synced(local, self.path / name)
         self.wait_uploaded()
 
     def wait_read_ahead(self, kb: int, timeout: float = 10) -> int:

@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import statistics
 import tempfile
 import time
@@ -34,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench_figures import Figures, commit, fmt
-from bench_rig import (WRITE_BACK_DELAY, MiB, RcloneServer, Rig, into_page_cache, rsync_up,
-                       run, same_files, sh, timed)
+from bench_rig import (WRITE_BACK_DELAY, MiB, RcloneServer, Rig, copy_synced, into_page_cache,
+                       rsync_up, run, same_files, sh, timed)
 from vagonfs.config import parse_duration
 from wan_link import LinkSettings, RunningLink, link_settings
 
@@ -147,37 +148,32 @@ def watching(tool: Tool) -> Iterator[dict]:
 
 # -- the cases: each puts its figures under (case key, tool) --------------------------------
 
+def timed_command(tool: Tool, put, name: str, command: str, expected: int) -> None:
+    """Seconds for a shell ``command`` on a fresh mount (``{mnt}`` in it), which
+    prints a count: anything but ``expected`` is an error, not a figure."""
+    with tool.mount(name) as m, watching(tool) as seen:
+        start = time.perf_counter()
+        got = int(sh(command.format(mnt=shlex.quote(str(m.path)))))
+        seconds = time.perf_counter() - start
+    if got != expected:
+        raise RuntimeError(f"{command} printed {got}, not {expected}")
+    put(name, seconds, **seen)
+
+
 def case_find(tool: Tool, put, s: Sizes) -> None:
     """``find`` over 100 folders of 10 files."""
-    with tool.mount("find") as m, watching(tool) as seen:
-        start = time.perf_counter()
-        found = int(sh(f"find '{m.path / TREE}' | wc -l"))
-        seconds = time.perf_counter() - start
-    if found != 1 + FOLDERS * (1 + PER_FOLDER):
-        raise RuntimeError(f"find saw {found} entries")
-    put("find", seconds, **seen)
+    timed_command(tool, put, "find", f"find {{mnt}}/{TREE} | wc -l",
+                  1 + FOLDERS * (1 + PER_FOLDER))
 
 
 def case_ls(tool: Tool, put, s: Sizes) -> None:
     """``ls -l`` of a folder of 1,000 files (its lookup included)."""
-    with tool.mount("ls") as m, watching(tool) as seen:
-        start = time.perf_counter()
-        lines = int(sh(f"ls -l '{m.path / LS}' | wc -l"))
-        seconds = time.perf_counter() - start
-    if lines != LS_FILES + 1:
-        raise RuntimeError(f"ls -l showed {lines - 1} files")
-    put("ls", seconds, **seen)
+    timed_command(tool, put, "ls", f"ls -l {{mnt}}/{LS} | wc -l", 1 + LS_FILES)  # and "total"
 
 
 def case_head(tool: Tool, put, s: Sizes) -> None:
     """The first 4 KiB of a big file, ``head -c 4096 MNT/path``: the path's lookups included."""
-    with tool.mount("head") as m, watching(tool) as seen:
-        start = time.perf_counter()
-        got = int(sh(f"head -c {READ} '{m.path / BIG}' | wc -c"))
-        seconds = time.perf_counter() - start
-    if got != READ:
-        raise RuntimeError(f"head read {got} bytes")
-    put("head", seconds, **seen)
+    timed_command(tool, put, "head", f"head -c {READ} {{mnt}}/{BIG} | wc -c", READ)
 
 
 def case_random(tool: Tool, put, s: Sizes) -> None:
@@ -241,12 +237,7 @@ def case_write(tool: Tool, put, s: Sizes) -> None:
     into_page_cache(local)
     with tool.mount("write") as m, watching(tool) as seen:
         start = time.perf_counter()
-        run("cp", local, m.path / WRITTEN)
-        fd = os.open(m.path / WRITTEN, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        copy_synced(local, m.path / WRITTEN)
         m.wait_on_server("", {WRITTEN: s.big})
         seconds = time.perf_counter() - start
     if tool.on_server("").get(WRITTEN) != s.big:
