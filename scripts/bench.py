@@ -41,6 +41,10 @@ the row measures the emulator) and, where it says something, API calls.
     sudo .venv/bin/python scripts/bench.py                 # everything, 15-20 minutes
     sudo .venv/bin/python scripts/bench.py --quick         # small sizes, 2-3 minutes
     sudo .venv/bin/python scripts/bench.py --only small,cold --skip-scale
+    sudo .venv/bin/python scripts/bench.py --wan           # over a simulated link, ~6 minutes
+
+``--wan`` runs issue 26's cases over a simulated link instead, beside rclone and
+the link's own limit (``scripts/bench_wan.py``).
 
 Root is needed: it drops the page cache, sets read_ahead_kb, and installs
 the Debian package ``rclone`` when missing. MB is 10^6 bytes. A case that
@@ -56,7 +60,6 @@ import os
 import platform
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,33 +69,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_rig import (CONFIRM_POLL, MB, ROOT, MiB, Rig, dd_read, drop_page_cache,  # noqa: E402
-                       into_page_cache, make_local_file, read_ahead_kb, run, same_files,
-                       set_read_ahead_kb, sh, timed, wait_for, zero_mount)
-
-
-class Figures:
-    """What the cases measured, by key and round, with the details that go into
-    the JSON. Every case but the once-only ones runs once per round, beside
-    the baselines of that round: this machine's speed moves by 2x within
-    minutes, so a baseline measured once, at the start, made ratios of when
-    it was measured."""
-
-    def __init__(self):
-        self.round = 0  # the round the cases are measuring now
-        self.values: dict[str, dict[int, float]] = {}
-        self.details: dict[str, dict[int, dict]] = {}
-        self.errors: dict[str, str] = {}  # case -> why (some of) its figures are missing
-
-    def put(self, key: str, value: float, **details) -> None:
-        self.values.setdefault(key, {})[self.round] = value
-        self.details.setdefault(key, {})[self.round] = details
-        shown = ", ".join(f"{k}={v}" for k, v in details.items())
-        print(f"  {key:<24} {value:12.3f}  {shown}", flush=True)
-
-    def median(self, key: str) -> float | None:
-        rounds = self.values.get(key)
-        return statistics.median(rounds.values()) if rounds else None
+from bench_figures import Figures, commit, fmt  # noqa: E402
+from bench_wan import run_wan  # noqa: E402
+from wan_link import settings_arguments  # noqa: E402
+from bench_rig import (MB, MiB, Rig, dd_read, drop_page_cache, into_page_cache,  # noqa: E402
+                       make_local_file, read_ahead_kb, rsync_up, run, same_files,
+                       set_read_ahead_kb, sh, timed, zero_mount)
 
 
 @dataclass
@@ -189,16 +171,6 @@ def case_write(rig: Rig, fig: Figures, s: Settings) -> None:
         raise RuntimeError(f"{written} is not on the server at its full size")
 
 
-def rsync_up(source: Path, dest: Path, wait_on_server) -> tuple[float, float]:
-    """Seconds until ``rsync -a`` returns, and until ``wait_on_server()`` returns
-    (all the files are on the server)."""
-    start = time.perf_counter()
-    run("rsync", "-a", f"{source}/", f"{dest}/")
-    returned = time.perf_counter() - start
-    wait_on_server()
-    return returned, time.perf_counter() - start
-
-
 def case_small(rig: Rig, fig: Figures, s: Settings) -> None:
     """``rsync -a`` of small files up (returned, confirmed) and down cold, on vagonfs."""
     r = fig.round
@@ -247,21 +219,11 @@ def case_rclone_small(rig: Rig, fig: Figures, s: Settings) -> None:
     n = s.small_files
     source = rig.small_files(n)
     server = rig.rclone
-    names = {p.name for p in source.iterdir()}
+    sizes = {p.name: 4096 for p in source.iterdir()}
     folder = f"rsync-up-{r}"
-    landed = server.share / folder
-
-    def all_landed() -> bool:
-        try:
-            with os.scandir(landed) as it:
-                full = {e.name for e in it if e.is_file() and e.stat().st_size == 4096}
-        except FileNotFoundError:
-            return False
-        return names <= full
     with server.mount(f"up-{r}") as mnt:
         returned, done = rsync_up(source, mnt / folder,
-                                  lambda: wait_for("rclone's uploads", all_landed, 600,
-                                                   CONFIRM_POLL))
+                                  lambda: server.wait_landed(folder, sizes))
     with server.mount(f"down-{r}") as mnt:  # a fresh mount with an empty cache dir
         down = rig.work / f"down-rclone-{r}"
         seconds = timed(lambda: run("rsync", "-a", f"{mnt}/{folder}/", f"{down}/"))
@@ -440,12 +402,6 @@ def targets(s: Settings, rss_worst: str) -> list[Target]:
 
 # -- the report -------------------------------------------------------------------------------
 
-def fmt(x: float | None) -> str:
-    if x is None:
-        return ""
-    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.1f}" if abs(x) >= 10 else f"{x:.3g}"
-
-
 def table(rows: list[dict]) -> str:
     lines = ["| case | vagonfs | baseline | ratio | target | met |", "|---|---|---|---|---|---|"]
     for r in rows:
@@ -460,15 +416,6 @@ def table(rows: list[dict]) -> str:
         met = {True: "yes", False: "**no**", None: ""}[r["met"]]
         lines.append(f"| {r['case']} | {value} | {base} | {ratio} | {r['target']} | {met} |")
     return "\n".join(lines)
-
-
-def commit() -> str:
-    try:
-        head = run("git", "-C", ROOT, "rev-parse", "--short", "HEAD").stdout.strip()
-        dirty = run("git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no").stdout
-        return head + (" + uncommitted changes" if dirty.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def selected_cases(only: str | None, skip_scale: bool) -> list[str]:
@@ -507,8 +454,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--ls-entries", type=int, help="entries of the ls -l folder (default 100000)")
     p.add_argument("--walk-entries", type=int, help="files walked by find (default 150000)")
     p.add_argument("--tree-entries", type=int, help="files of the big tree (default 1000000)")
-    p.add_argument("--json", default="bench-results.json", help="where to write the figures")
+    p.add_argument("--json", help="where to write the figures (default bench-results.json, "
+                                  "with --wan bench-wan-results.json)")
     p.add_argument("--work", help="scratch dir's parent (default: the system's temp dir)")
+    wan = p.add_argument_group(
+        "WAN mode", "the cases of issue 26 over a simulated link (scripts/wan_link.py), beside "
+        "rclone and the link's own limit; --only, --size-mib (default 256) and --small-files "
+        "(default 200) apply")
+    wan.add_argument("--wan", action="store_true", help="run the WAN mode instead")
+    wan.add_argument("--rtt", default="40,80", metavar="MS[,MS]",
+                     help="round-trip times in ms, one run of every case at each (default 40,80)")
+    settings_arguments(wan)
     return p.parse_args()
 
 
@@ -573,7 +529,7 @@ def report(args: argparse.Namespace, s: Settings, cases: list[str], fig: Figures
     for name, error in fig.errors.items():
         print(f"FAILED {name}: {error}")
     print(table(rows))
-    Path(args.json).write_text(json.dumps({
+    Path(args.json or "bench-results.json").write_text(json.dumps({
         **head, "settings": vars(s), "cases": cases, "rows": rows, "figures": fig.values,
         "details": fig.details, "errors": fig.errors}, indent=2))
 
@@ -584,6 +540,8 @@ def main() -> int:
         print("bench: run as root (it drops the page cache and sets read_ahead_kb)",
               file=sys.stderr)
         return 2
+    if args.wan:
+        return run_wan(args)
     s = settings(args)
     cases = selected_cases(args.only, args.skip_scale)
     # `timeout` or `kill` ends the run as Ctrl-C does: mounts, the emulator

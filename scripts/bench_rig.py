@@ -33,6 +33,7 @@ from vagonfs.config import Remote  # noqa: E402
 from vagonfs.emulator.process import EmulatorProcess  # noqa: E402
 from vagonfs.remote.factory import open_store  # noqa: E402
 from vagonfs.remote.vagon import VagonStore  # noqa: E402
+from wan_link import LinkSettings, RunningLink, running_link  # noqa: E402
 
 MiB = 1 << 20
 MB = 1e6
@@ -90,6 +91,27 @@ def dd_read(path: Path, size: int) -> float:
     if not copied or int(copied.group(1)) != size:
         raise RuntimeError(f"dd read {copied and copied.group(1)} of {size} bytes: {done.stderr}")
     return seconds
+
+
+def rsync_up(source: Path, dest: Path, wait_on_server) -> tuple[float, float]:
+    """Seconds until ``rsync -a`` returns, and until ``wait_on_server()`` returns
+    (all the files are on the server)."""
+    start = time.perf_counter()
+    run("rsync", "-a", f"{source}/", f"{dest}/")
+    returned = time.perf_counter() - start
+    wait_on_server()
+    return returned, time.perf_counter() - start
+
+
+def copy_synced(source: Path, dest: Path) -> None:
+    """``cp``, then ``fsync`` of the copy: what a careful program does before it
+    calls a file written."""
+    run("cp", source, dest)
+    fd = os.open(dest, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def make_local_file(path: Path, size: int) -> Path:
@@ -248,12 +270,7 @@ class VagonMount:
 
     def copy_in(self, local: Path, name: str) -> None:
         """``cp`` then ``fsync`` of the copy, until the server confirmed it."""
-        run("cp", local, self.path / name)
-        fd = os.open(self.path / name, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        copy_synced(local, self.path / name)
         self.wait_uploaded()
 
     def wait_read_ahead(self, kb: int, timeout: float = 10) -> int:
@@ -319,17 +336,25 @@ def ensure_rclone() -> None:
 
 class RcloneServer:
     """``rclone serve webdav`` of a local folder: the peer's server, whose
-    folder shows at once what has reached it."""
+    folder shows at once what has reached it. With ``link`` settings, its mounts
+    reach it through a simulated link of its own (``scripts/wan_link.py``)."""
 
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, link: LinkSettings | None = None,
+                 cache_mode: str = "full"):
         ensure_rclone()
         self.work = work
+        self.cache_mode = cache_mode
+        self._stack = contextlib.ExitStack()
         self.share = work / "webdav"
         self.share.mkdir()
         self.config = work / "rclone.conf"  # empty: nothing read from or written to ~
         self.config.write_text("")
-        address = f"127.0.0.1:{free_port()}"
+        port = free_port()
+        address = f"127.0.0.1:{port}"
         self.url = f"http://{address}"
+        self.link = None if link is None else \
+            self._stack.enter_context(running_link(("127.0.0.1", port), link))
+        self.mount_url = self.url if self.link is None else self.link.url
         self.proc = subprocess.Popen(
             ["rclone", "serve", "webdav", str(self.share), "--addr", address,
              "--config", str(self.config)],
@@ -342,8 +367,26 @@ class RcloneServer:
         wait_for("rclone serve webdav", answers, 30, 0.1)
 
     def stop(self) -> None:
+        self._stack.close()
         self.proc.terminate()
         self.proc.wait(30)
+
+    def landed(self, folder: str) -> dict[str, int]:
+        """Name -> size of the files in the served ``folder`` (``""``: its top),
+        looked at on disk, which costs rclone nothing."""
+        try:
+            with os.scandir(self.share / folder) as it:
+                return {e.name: e.stat().st_size for e in it if e.is_file()}
+        except FileNotFoundError:
+            return {}
+
+    def wait_landed(self, folder: str, sizes: dict[str, int]) -> None:
+        """Until ``folder`` holds every file of ``sizes`` at its full size: rclone's
+        "until on the server"."""
+        def all_landed() -> bool:
+            landed = self.landed(folder)
+            return all(landed.get(name) == size for name, size in sizes.items())
+        wait_for("rclone's uploads", all_landed, 600, CONFIRM_POLL)
 
     @contextlib.contextmanager
     def mount(self, name: str):
@@ -352,26 +395,42 @@ class RcloneServer:
         path = self.work / f"mnt-rclone-{name}"
         path.mkdir()
         with fuse_process("rclone", path, [
-                "rclone", "mount", ":webdav:", str(path), "--webdav-url", self.url,
+                "rclone", "mount", ":webdav:", str(path), "--webdav-url", self.mount_url,
                 "--config", str(self.config), "--cache-dir", str(self.work / f"rclone-cache-{name}"),
-                "--vfs-cache-mode", "full", "--vfs-write-back", f"{WRITE_BACK_DELAY}s"]):
+                "--vfs-cache-mode", self.cache_mode, "--vfs-write-back", f"{WRITE_BACK_DELAY}s"]):
             yield path
 
 
 # -- the rig ----------------------------------------------------------------------------------
 
 class Rig:
-    """What the cases share, each part made on first use and undone by ``close``."""
+    """What the cases share, each part made on first use and undone by ``close``.
 
-    def __init__(self, work: Path, size: int):
+    With ``link`` settings (the WAN mode), the mounts reach the emulator through
+    a simulated link (``store_link``), and so do the download and part-upload
+    links it hands out (its ``--public-url``); rclone's mounts reach its server
+    through a link of their own with the same settings. The bench's own calls
+    (``remote``: set-up, checks, admin) go to the emulator directly."""
+
+    def __init__(self, work: Path, size: int, link: LinkSettings | None = None,
+                 rclone_cache_mode: str = "full"):
         self.work = work
         self.size = size  # the big file's
+        self.link = link
+        self.rclone_cache_mode = rclone_cache_mode
         self.rss: dict[str, float] = {}  # memory case -> the daemon's peak RSS, MB
+        self.store_link: RunningLink | None = None  # in front of the emulator, with `link`
+        self._stack = contextlib.ExitStack()
 
     # the emulator and the files on it
     @functools.cached_property
     def emulator(self) -> EmulatorProcess:
-        return EmulatorProcess(self.work / "emulator").start()
+        if self.link is None:
+            return EmulatorProcess(self.work / "emulator").start()
+        port = free_port()
+        self.store_link = self._stack.enter_context(running_link(("127.0.0.1", port), self.link))
+        return EmulatorProcess(self.work / "emulator", port=port,
+                               args=("--public-url", self.store_link.url)).start()
 
     @functools.cached_property
     def remote(self) -> Remote:
@@ -382,8 +441,11 @@ class Rig:
 
     @functools.cached_property
     def config(self) -> Path:
+        """The mounts' remote: the emulator, through the link when there is one."""
+        direct = self.remote.url  # starts the emulator, and its link
+        url = self.store_link.url if self.store_link else direct
         path = self.work / "config.toml"
-        path.write_text(f'[remotes.vagon]\ntype = "vagon"\nurl = "{self.remote.url}"\n'
+        path.write_text(f'[remotes.vagon]\ntype = "vagon"\nurl = "{url}"\n'
                         f'api_key = "{self.remote.api_key}"\n'
                         f'api_secret = "{self.remote.api_secret}"\n')
         path.chmod(0o600)
@@ -478,10 +540,11 @@ class Rig:
     # the peer
     @functools.cached_property
     def rclone(self) -> RcloneServer:
-        return RcloneServer(self.work)
+        return RcloneServer(self.work, self.link, self.rclone_cache_mode)
 
     def close(self) -> None:
         if "rclone" in self.__dict__:
             self.rclone.stop()
         if "emulator" in self.__dict__:
             self.emulator.stop()
+        self._stack.close()
