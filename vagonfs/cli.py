@@ -68,8 +68,9 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
                    "live (default $XDG_CACHE_HOME/vagonfs)")
     p.add_argument("--cache-max-size", default="10G", type=checked(parse_size),
                    help="bound of the block cache of downloaded data (default 10G)")
-    p.add_argument("--attr-timeout", default="1s", type=checked(parse_duration),
-                   help="how long the kernel trusts file attributes (default 1s)")
+    p.add_argument("--attr-timeout", type=checked(parse_duration),
+                   help="the longest the kernel keeps a file's attributes (default: as long "
+                        "as the listing they came from, see --dir-cache-time)")
     p.add_argument("--dir-cache-time", default="5m", type=checked(parse_duration),
                    help="how long a folder listing is reused (default 5m)")
     p.add_argument("--write-back-delay", default="2s", type=checked(parse_duration),
@@ -82,9 +83,10 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
                    help="the kernel's read-ahead for the mount, which is also the size of "
                         "its FUSE reads; set when mounting as root (default 1M; 0 leaves "
                         "the kernel's 128K)")
-    p.add_argument("--no-xattrs", dest="xattrs", action="store_false",
-                   help="offer no extended attributes (no user.mime_type): ls -l of big "
-                        "folders then makes no getxattr round trips")
+    p.add_argument("--xattrs", action=argparse.BooleanOptionalAction, default=False,
+                   help="offer the read-only extended attribute user.mime_type (the store's "
+                        "content type); each ls -l then asks the daemon two per file "
+                        "(default: off, and the kernel stops asking after the first)")
     p.add_argument("--log-level", default="INFO", type=str.upper,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="DEBUG, INFO, WARNING or ERROR, in any case (default INFO)")
@@ -185,7 +187,8 @@ def _mount_options(args: argparse.Namespace):
         uid=args.uid if args.uid is not None else os.getuid(),
         gid=args.gid if args.gid is not None else os.getgid(),
         umask=_octal(args.umask), cache_max_size=parse_size(args.cache_max_size),
-        attr_timeout=parse_duration(args.attr_timeout),
+        attr_timeout=(parse_duration(args.attr_timeout) if args.attr_timeout is not None
+                      else None),
         dir_cache_time=parse_duration(args.dir_cache_time),
         write_back_delay=parse_duration(args.write_back_delay),
         stop_timeout=parse_duration(args.stop_timeout),

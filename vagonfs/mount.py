@@ -34,6 +34,7 @@ import re
 import signal
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyfuse3
@@ -178,7 +179,7 @@ async def _serve_fuse(fs: Filesystem, daemon: _Daemon, options: MountOptions,
     # before init: once mounted, even a stat of the mountpoint waits for
     # pyfuse3.main() to answer, and this thread would wait on itself
     await nursery.start(control.serve)
-    pyfuse3.init(FuseOperations(fs, options.attr_timeout, options.xattrs), mountpoint,
+    pyfuse3.init(FuseOperations(fs, options.xattrs, daemon.kernel_requests), mountpoint,
                  _fuse_options(options))
     supervise.spawn(nursery, "read-ahead", readahead.raise_read_ahead, mountpoint,
                     options.read_ahead)
@@ -218,6 +219,7 @@ class _Daemon:
         self.fuse_scope = trio.CancelScope()  # around pyfuse3.main(), for a signal's bound
         self.cut_short = ""  # why a drain gave up with uploads left, for the last log line
         self.started = time.time()
+        self.kernel_requests: Counter[str] = Counter()  # counted by FuseOperations
         self._deadline = math.inf  # a signal's: no drain waits past it
         self._why = ""  # what set that deadline
         self._drains: set[trio.CancelScope] = set()
@@ -281,4 +283,4 @@ class _Daemon:
 
     def status(self) -> dict:
         return status.report(self.fs, self.options, self.stats, self.started,
-                             cache_root(self.options))
+                             cache_root(self.options), self.kernel_requests)

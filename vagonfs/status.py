@@ -9,6 +9,7 @@ them. Loaded by the command too, so it imports nothing of the daemon's.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def report(fs: Filesystem, options: MountOptions, stats, started: float,
-           cache_dir: Path) -> dict:
+           cache_dir: Path, kernel_requests: Mapping[str, int]) -> dict:
     uploads = [{
         "path": fs.inodes.path(p.node), "size": p.spool.size, "state": p.state.value,
         "progress": p.progress, "attempts": p.attempts,
@@ -32,6 +33,7 @@ def report(fs: Filesystem, options: MountOptions, stats, started: float,
         "cache": {"used": fs.blocks.used_bytes, "max": fs.blocks.max_bytes,
                   "dir": str(cache_dir), "disk_full": fs.blocks.disk_full},
         "requests": stats.snapshot() if stats is not None else {},
+        "kernel_requests": dict(kernel_requests),
     }
 
 
@@ -68,4 +70,7 @@ def text(status: dict) -> str:
               + ("; the cache disk is full: keeping only what fits" if cache.get("disk_full")
                  else "")]
     lines += [f"{name}: {value}" for name, value in sorted(status["requests"].items())]
+    lines.append("kernel requests: " + (", ".join(
+        f"{name} {count}" for name, count in sorted(status["kernel_requests"].items()))
+        or "none"))
     return "\n".join(lines)
