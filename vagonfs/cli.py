@@ -254,11 +254,13 @@ def _unmount(args: argparse.Namespace) -> int:
                 for upload in failed:
                     print(f"vagonfs: {upload['path']} was refused by the store "
                           f"({upload['error']}); kept in {upload['spool']}", file=sys.stderr)
+    except PermissionError as exc:
+        print(f"vagonfs: {exc}", file=sys.stderr)
+        return 1
     except (FileNotFoundError, ConnectionRefusedError):
         if mounttable.is_stale(args.mountpoint):
             print(f"vagonfs: {args.mountpoint}: its daemon is gone (stale mount); "
                   "cleaning up with fusermount3 -u", file=sys.stderr)
-            control.socket_path(args.mountpoint).unlink(missing_ok=True)  # a killed daemon's
             os.execvp("fusermount3", ["fusermount3", "-u", "-z", args.mountpoint])
         print(f"vagonfs: no vagonfs mount at {args.mountpoint}", file=sys.stderr)
         return 1
@@ -285,6 +287,9 @@ def _status(args: argparse.Namespace) -> int:
     while True:
         try:
             status = next(control.request(args.mountpoint, {"cmd": "status"}))
+        except PermissionError as exc:
+            print(f"vagonfs: {exc}", file=sys.stderr)
+            return 1
         except (FileNotFoundError, ConnectionRefusedError, StopIteration):
             stale = mounttable.is_stale(args.mountpoint)
             print(f"vagonfs: {args.mountpoint}: " + (

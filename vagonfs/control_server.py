@@ -8,6 +8,7 @@ uploads are done, then the outcome).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import trio
 
 from vagonfs import control
 from vagonfs.core import supervise
+from vagonfs.errors import ConfigError
 
 log = logging.getLogger("vagonfs.mount")
 
@@ -33,22 +35,30 @@ class ControlServer:
         self._stop = stop
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        path = control.socket_path(self._mountpoint)
-        path.unlink(missing_ok=True)
         listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-        await listener.bind(str(path))
-        os.chmod(path, 0o600)
+        try:
+            await listener.bind(control.address(self._mountpoint, os.getuid()))
+        except OSError as exc:
+            listener.close()
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise ConfigError(f"another process holds the control socket of "
+                              f"{self._mountpoint}; is a vagonfs mount of it still "
+                              "running?") from None
         listener.listen()
         listeners = [trio.SocketListener(listener)]
-        try:
-            await trio.serve_listeners(self._client, listeners, task_status=task_status)
-        finally:
-            path.unlink(missing_ok=True)
+        await trio.serve_listeners(self._client, listeners, task_status=task_status)
 
     async def _client(self, stream: trio.SocketStream) -> None:
-        """One control connection. A client that goes away mid-reply (``status
-        --watch`` ended with Ctrl-C) or sends nonsense ends its connection,
-        never the mount."""
+        """One control connection, from this daemon's user or root only (an
+        abstract socket has no file permissions). A client that goes away
+        mid-reply (``status --watch`` ended with Ctrl-C) or sends nonsense ends
+        its connection, never the mount."""
+        uid = control.peer_uid(stream.socket)
+        if uid not in (os.getuid(), 0):
+            log.warning("control socket: refused a connection from uid %d", uid)
+            await stream.aclose()
+            return
         try:
             await self._answer(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
