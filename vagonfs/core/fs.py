@@ -196,7 +196,10 @@ class Filesystem:
         for index in range(start, len(handle.entries)):
             entry = handle.entries[index]
             node = self.inodes.child(handle.node.ino, entry.name)
-            if entry.key is not None and (node is None or node.dirty is None):
+            # a node already holding this very entry (a warm readdir: the listing
+            # and the inode table share their entries) needs no adopting
+            if entry.key is not None and (node is None or node.dirty is None and (
+                    node.entry is not entry or node.stale)):
                 node = self.namespace.adopt(handle.node, entry)
             if node is not None:
                 yield index + 1, node
