@@ -54,3 +54,18 @@ def test_attr_timeout_bounds_it(tmp_path):
         assert fs.attributes(created).kept_for == 1.0
 
     run_with_fs(store_with_a_folder(), tmp_path, body, attr_timeout=1.0)
+
+
+def test_what_this_mount_made_in_a_folder_not_listed_is_kept_and_costs_no_lookup(tmp_path):
+    store = store_with_a_folder()
+
+    async def body(fs: Filesystem) -> None:
+        folder = await fs.lookup(ROOT_INODE, "dir")
+        made = await fs.mkdir(folder.ino, "new")
+        assert fs.namespace.listings.fresh_for(folder.ino) is None  # not listed
+        assert LISTING_TIME - 5 < fs.attributes(made).kept_for <= LISTING_TIME
+        before = store.calls.copy()
+        assert await fs.lookup(folder.ino, "new") is made
+        assert store.calls == before  # answered from what the mkdir said
+
+    run_with_fs(store, tmp_path, body)

@@ -82,9 +82,14 @@ class Namespace:
             entry = await self.store.lookup(await self.entry(parent), name)
             if not visible(entry):
                 raise NotFound(f"{name} not found")
-            self._looked_up.setdefault(
-                parent.ino, (time.monotonic() + self._ttl, {}))[1][name] = entry
+            self._keep_looked_up(parent.ino, entry)
         return self.adopt(parent, entry)
+
+    def _keep_looked_up(self, folder_ino: int, entry: Entry) -> None:
+        """Keep ``entry`` as found in folder ``folder_ino`` now; the names of a
+        folder go stale together, ``ttl`` after the first."""
+        self._looked_up.setdefault(
+            folder_ino, (time.monotonic() + self._ttl, {}))[1][entry.name] = entry
 
     def _looked_up_names(self, folder_ino: int) -> dict[str, Entry]:
         kept = self._looked_up.get(folder_ino)
@@ -207,8 +212,16 @@ class Namespace:
         self._looked_up.pop(ino, None)
 
     def set_entry(self, parent: Node, entry: Entry) -> None:
+        """``entry`` is what the store holds now, as this mount's own change
+        (mkdir, an upload, a rename) made it: shown in the folder's listing, or,
+        with none kept, kept as a name looked up now. Else the kernel, told to
+        keep the name only while its source is kept, would look it up again at
+        each use, and each lookup would ask the store."""
         self.listings.set_entry(parent.ino, entry)
-        self._looked_up_names(parent.ino).pop(entry.name, None)
+        if self.listings.fresh_for(parent.ino) is None:
+            self._keep_looked_up(parent.ino, entry)
+        else:
+            self._looked_up_names(parent.ino).pop(entry.name, None)
 
     def drop_entry(self, parent_ino: int, name: str) -> None:
         self.listings.drop_entry(parent_ino, name)
