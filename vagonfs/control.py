@@ -42,10 +42,11 @@ class _Connected(Protocol):
     def getsockopt(self, level: int, optname: int, buflen: int, /) -> bytes: ...
 
 
-def peer_uid(sock: _Connected) -> int:
-    """The uid of the process at the other end of a connected Unix socket."""
-    return _PEERCRED.unpack(
-        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))[1]
+def peer_credentials(sock: _Connected) -> tuple[int, int]:
+    """The pid and uid of the process at the other end of a connected Unix socket."""
+    pid, uid, _ = _PEERCRED.unpack(
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    return pid, uid
 
 
 def request(mountpoint: str | os.PathLike, command: dict, timeout: float | None = 10.0
@@ -63,9 +64,10 @@ def request(mountpoint: str | os.PathLike, command: dict, timeout: float | None 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(address(mountpoint, owner))
-        if peer_uid(sock) != owner:
-            raise PermissionError(f"the control socket of {mountpoint} is held by uid "
-                                  f"{peer_uid(sock)}, not by the mount's owner (uid {owner})")
+        pid, uid = peer_credentials(sock)
+        if uid != owner:
+            raise PermissionError(f"the control socket of {mountpoint} is held by process "
+                                  f"{pid} of uid {uid}, not by the mount's owner (uid {owner})")
         sock.sendall(json.dumps(command).encode() + b"\n")
         with sock.makefile("rb") as replies:
             for line in replies:

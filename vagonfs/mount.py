@@ -32,6 +32,7 @@ import math
 import os
 import re
 import signal
+import socket
 import sys
 import time
 from collections import Counter
@@ -42,7 +43,7 @@ import trio
 
 from vagonfs import readahead, status
 from vagonfs.config import MountOptions
-from vagonfs.control_server import ControlServer
+from vagonfs.control_server import ControlServer, claim
 from vagonfs.core import supervise
 from vagonfs.core.fs import Filesystem, FsOptions
 from vagonfs.core.links import LinkStore
@@ -142,6 +143,7 @@ def _fuse_options(options: MountOptions) -> set[str]:
 
 async def _serve(options: MountOptions) -> int:
     _check_mountpoint(options)
+    control_socket = claim(options.mountpoint)
     if options.delay_connect:
         log.info("not checking %s before mounting (--delay-connect)", options.remote.url)
     else:
@@ -158,7 +160,7 @@ async def _serve(options: MountOptions) -> int:
             fs = Filesystem(store, root_entry, _fs_options(options), root, nursery)
             await fs.start()
             daemon = _Daemon(fs, options, stats)
-            await _serve_fuse(fs, daemon, options, nursery)
+            await _serve_fuse(fs, daemon, options, control_socket, nursery)
     lock.close()
     left = fs.writeback.all()
     if not left:
@@ -172,10 +174,11 @@ async def _serve(options: MountOptions) -> int:
 
 
 async def _serve_fuse(fs: Filesystem, daemon: _Daemon, options: MountOptions,
+                      control_socket: socket.socket,
                       nursery: trio.Nursery) -> None:
     """Mount, answer FUSE until unmounted, then finish and close."""
     mountpoint = str(options.mountpoint)
-    control = ControlServer(options.mountpoint, daemon.status, daemon.stop)
+    control = ControlServer(control_socket, daemon.status, daemon.stop)
     # before init: once mounted, even a stat of the mountpoint waits for
     # pyfuse3.main() to answer, and this thread would wait on itself
     await nursery.start(control.serve)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -68,3 +69,18 @@ def test_the_daemon_answers_no_other_user(tenant_mount):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0"  # closed without a word
+
+
+def test_a_mount_whose_control_socket_is_held_is_refused_naming_the_holder(tenant_mount):
+    """As by the daemon of an earlier mount of the mountpoint, still finishing
+    its uploads after an unmount from outside: the commands would talk to it."""
+    tenant_mount.stop()
+    tenant_mount.expect_log(r"ERROR vagonfs\.mount: mount failed: the control socket of ")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as holder:
+        holder.bind(control.address(tenant_mount.path, os.getuid()))
+        holder.listen()
+        result = vagonfs("mount", *tenant_mount.args(), check=False)
+    assert result.returncode == 1
+    assert (f"the control socket of {tenant_mount.path} is held by process {os.getpid()} "
+            f"(uid {os.getuid()})") in result.stderr, result.stderr
+    assert not is_mounted(tenant_mount.path)
