@@ -257,7 +257,7 @@ def _unmount(args: argparse.Namespace) -> int:
     except PermissionError as exc:
         print(f"vagonfs: {exc}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, ConnectionRefusedError):
+    except ConnectionRefusedError:
         if mounttable.is_stale(args.mountpoint):
             print(f"vagonfs: {args.mountpoint}: its daemon is gone (stale mount); "
                   "cleaning up with fusermount3 -u", file=sys.stderr)
@@ -290,7 +290,7 @@ def _status(args: argparse.Namespace) -> int:
         except PermissionError as exc:
             print(f"vagonfs: {exc}", file=sys.stderr)
             return 1
-        except (FileNotFoundError, ConnectionRefusedError, StopIteration):
+        except (ConnectionRefusedError, StopIteration):
             stale = mounttable.is_stale(args.mountpoint)
             print(f"vagonfs: {args.mountpoint}: " + (
                 "stale mount, its daemon is gone (vagonfs unmount cleans it up)" if stale

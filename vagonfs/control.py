@@ -53,14 +53,15 @@ def request(mountpoint: str | os.PathLike, command: dict, timeout: float | None 
             ) -> Iterator[dict]:
     """Send one command to the mount at ``mountpoint``; yield its reply lines.
 
-    Raises FileNotFoundError when no vagonfs mount is there,
-    ConnectionRefusedError when one is but no daemon answers for it (a stale
-    mount), PermissionError when the process answering is not the mount's
+    With no vagonfs mount there, the daemon asked is this user's (one
+    unmounted from outside goes on finishing its uploads, and answers).
+    Raises ConnectionRefusedError when no daemon answers (a stale mount, or
+    none), PermissionError when the process answering is not the mount's
     owner's.
     """
     owner = mounttable.vagonfs_owner(mountpoint)
     if owner is None:
-        raise FileNotFoundError(f"no vagonfs mount at {mountpoint}")
+        owner = os.getuid()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(address(mountpoint, owner))
