@@ -77,8 +77,9 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
                    "live (default $XDG_CACHE_HOME/vagonfs)")
     p.add_argument("--cache-max-size", default="10G", type=checked(parse_size),
                    help="bound of the block cache of downloaded data (default 10G)")
-    p.add_argument("--attr-timeout", default="1s", type=checked(parse_duration),
-                   help="how long the kernel trusts file attributes (default 1s)")
+    p.add_argument("--attr-timeout", type=checked(parse_duration),
+                   help="the longest the kernel keeps a file's attributes (default: as long "
+                        "as the listing they came from, see --dir-cache-time)")
     p.add_argument("--dir-cache-time", default="5m", type=checked(parse_duration),
                    help="how long a folder listing is reused (default 5m)")
     p.add_argument("--list-ahead", default="32", type=checked(_count),
@@ -99,9 +100,10 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
                    help="the kernel's read-ahead for the mount, which is also the size of "
                         "its FUSE reads; set when mounting as root (default 1M; 0 leaves "
                         "the kernel's 128K)")
-    p.add_argument("--no-xattrs", dest="xattrs", action="store_false",
-                   help="offer no extended attributes (no user.mime_type): ls -l of big "
-                        "folders then makes no getxattr round trips")
+    p.add_argument("--xattrs", action=argparse.BooleanOptionalAction, default=False,
+                   help="offer the read-only extended attribute user.mime_type (the store's "
+                        "content type); each ls -l then asks the daemon two per file "
+                        "(default: off, and the kernel stops asking after the first)")
     p.add_argument("--log-level", default="INFO", type=str.upper,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="DEBUG, INFO, WARNING or ERROR, in any case (default INFO)")
@@ -217,7 +219,8 @@ def _mount_options(args: argparse.Namespace):
         uid=args.uid if args.uid is not None else os.getuid(),
         gid=args.gid if args.gid is not None else os.getgid(),
         umask=_octal(args.umask), cache_max_size=parse_size(args.cache_max_size),
-        attr_timeout=parse_duration(args.attr_timeout),
+        attr_timeout=(parse_duration(args.attr_timeout) if args.attr_timeout is not None
+                      else None),
         dir_cache_time=parse_duration(args.dir_cache_time), list_ahead=_count(args.list_ahead),
         write_back_delay=parse_duration(args.write_back_delay),
         stop_timeout=parse_duration(args.stop_timeout),
@@ -288,11 +291,13 @@ def _unmount(args: argparse.Namespace) -> int:
                           "same cache dir uploads them", file=sys.stderr)
                     _unmounted_soon(args.mountpoint, 10)
                     return EXIT_UPLOADS_LEFT
+    except PermissionError as exc:
+        print(f"vagonfs: {exc}", file=sys.stderr)
+        return 1
     except (FileNotFoundError, ConnectionRefusedError):
         if mounttable.is_stale(args.mountpoint):
             print(f"vagonfs: {args.mountpoint}: its daemon is gone (stale mount); "
                   "cleaning up with fusermount3 -u", file=sys.stderr)
-            control.socket_path(args.mountpoint).unlink(missing_ok=True)  # a killed daemon's
             os.execvp("fusermount3", ["fusermount3", "-u", "-z", args.mountpoint])
         print(f"vagonfs: no vagonfs mount at {args.mountpoint}", file=sys.stderr)
         return 1
@@ -308,8 +313,8 @@ def _sync(args: argparse.Namespace) -> int:
         reply = next(control.request(args.mountpoint,
                                      {"cmd": "sync", "timeout": args.timeout}, timeout=None),
                      None)
-    except (FileNotFoundError, ConnectionRefusedError):
-        return _no_daemon(args.mountpoint)
+    except (PermissionError, FileNotFoundError, ConnectionRefusedError) as exc:
+        return _no_daemon(args.mountpoint, exc)
     if reply is None:
         print(f"vagonfs: {args.mountpoint}: the mount stopped before the store confirmed "
               "its uploads", file=sys.stderr)
@@ -320,10 +325,14 @@ def _sync(args: argparse.Namespace) -> int:
     return 0 if reply["done"] else 1
 
 
-def _no_daemon(mountpoint: str) -> int:
-    """No daemon answers at ``mountpoint``: say whether one died there; status 1."""
+def _no_daemon(mountpoint: str, why: BaseException | None = None) -> int:
+    """No daemon answers at ``mountpoint``: say whether one died there (or,
+    for a daemon of another user's, that it is not ours to ask); status 1."""
     from vagonfs import mounttable
 
+    if isinstance(why, PermissionError):
+        print(f"vagonfs: {why}", file=sys.stderr)
+        return 1
     print(f"vagonfs: {mountpoint}: " + (
         "stale mount, its daemon is gone (vagonfs unmount cleans it up)"
         if mounttable.is_stale(mountpoint) else "not a vagonfs mount"), file=sys.stderr)
@@ -362,8 +371,9 @@ def _status(args: argparse.Namespace) -> int:
     while True:
         try:
             status = next(control.request(args.mountpoint, {"cmd": "status"}))
-        except (FileNotFoundError, ConnectionRefusedError, StopIteration):
-            return _no_daemon(args.mountpoint)
+        except (PermissionError, FileNotFoundError, ConnectionRefusedError,
+                StopIteration) as exc:
+            return _no_daemon(args.mountpoint, exc)
         text = json.dumps(status, indent=2) if args.json else status_report.text(status)
         if not args.watch:
             print(text)

@@ -133,13 +133,13 @@ class MountOptions:
     gid: int = field(default_factory=os.getgid)
     umask: int = 0o022
     cache_max_size: int = 10 * 1024 ** 3
-    attr_timeout: float = 1.0
+    attr_timeout: float | None = None  # None: as long as the listing it came from
     dir_cache_time: float = 300.0
     list_ahead: int = 32  # subfolders listed ahead of a walk; 0: none
     write_back_delay: float = 2.0
     stop_timeout: float = 30.0  # how long a signal waits for uploads (systemd kills at 90 s)
     log_level: str = "INFO"
-    xattrs: bool = True
+    xattrs: bool = False  # user.mime_type, at the cost of two getxattr per file in ls -l
     read_ahead: int = 1024 * 1024  # bytes; the kernel's FUSE read size, set when root
     log_file: Path | None = None
     foreground: bool = False

@@ -1,10 +1,18 @@
 """How ``vagonfs unmount`` and ``vagonfs status`` talk to a running mount.
 
-Each mount daemon listens on a Unix socket in a private runtime dir, named by
-a hash of the mountpoint's real path, so the commands find it from the
-mountpoint alone. Requests and replies are JSON lines; ``unmount`` streams
-progress lines until the uploads are done. The socket lives in a 0700 dir, so
-only the mounting user can talk to it.
+Each mount daemon listens on a Unix socket in Linux's abstract namespace,
+named from the mount's owner (its uid) and the mountpoint's real path alone,
+so a command finds it from the mountpoint whatever its environment: a mount
+made over ssh, su, cron or a system unit (no ``XDG_RUNTIME_DIR``, another
+``/tmp``) is found from a desktop terminal, and by root. An abstract socket
+is no file: nothing to clean up after a killed daemon, no directory whose
+location depends on the environment, none that logout or ``/tmp`` cleaning
+removes. Having no file permissions, both ends check the other's
+credentials instead: the daemon answers only its own uid and root, and a
+command talks only to a process of the uid the kernel's mount table names
+as the mount's owner (``user_id``), so a socket of another user's never
+passes for the daemon. Requests and replies are JSON lines; ``unmount``
+streams progress lines until the uploads are done.
 """
 
 from __future__ import annotations
@@ -13,43 +21,54 @@ import hashlib
 import json
 import os
 import socket
+import struct
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Protocol
+
+from vagonfs import mounttable
+
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
-def runtime_dir() -> Path:
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    path = Path(base) / "vagonfs" if base else Path(f"/tmp/vagonfs-{os.getuid()}")
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
-    return path
+def address(mountpoint: str | os.PathLike, owner: int) -> bytes:
+    """The abstract socket address of the mount of ``owner`` at ``mountpoint``."""
+    digest = hashlib.sha256(mounttable.canonical(mountpoint).encode()).hexdigest()[:20]
+    return f"\0vagonfs/{owner}/{digest}".encode()
 
 
-def canonical(mountpoint: str | os.PathLike) -> str:
-    """The mountpoint's absolute path with its parents' symlinks resolved.
+class _Connected(Protocol):
+    """A connected socket: the stdlib's (the commands') or trio's (the daemon's)."""
 
-    Never touches the mountpoint itself: on a mount whose daemon is busy or
-    gone, even an lstat of it would block or fail.
-    """
-    path = os.path.abspath(mountpoint)
-    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    def getsockopt(self, level: int, optname: int, buflen: int, /) -> bytes: ...
 
 
-def socket_path(mountpoint: str | os.PathLike) -> Path:
-    digest = hashlib.sha256(canonical(mountpoint).encode()).hexdigest()[:20]
-    return runtime_dir() / f"{digest}.sock"
+def peer_credentials(sock: _Connected) -> tuple[int, int]:
+    """The pid and uid of the process at the other end of a connected Unix socket."""
+    pid, uid, _ = _PEERCRED.unpack(
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    return pid, uid
 
 
 def request(mountpoint: str | os.PathLike, command: dict, timeout: float | None = 10.0
             ) -> Iterator[dict]:
     """Send one command to the mount at ``mountpoint``; yield its reply lines.
 
-    Raises ``ConnectionError`` (FileNotFoundError, ConnectionRefusedError) when
-    no live daemon serves that mountpoint.
+    With no vagonfs mount there, the daemon asked is this user's (one
+    unmounted from outside goes on finishing its uploads, and answers).
+    Raises ConnectionRefusedError when no daemon answers (a stale mount, or
+    none), PermissionError when the process answering is not the mount's
+    owner's.
     """
+    owner = mounttable.vagonfs_owner(mountpoint)
+    if owner is None:
+        owner = os.getuid()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        sock.connect(str(socket_path(mountpoint)))
+        sock.connect(address(mountpoint, owner))
+        pid, uid = peer_credentials(sock)
+        if uid != owner:
+            raise PermissionError(f"the control socket of {mountpoint} is held by process "
+                                  f"{pid} of uid {uid}, not by the mount's owner (uid {owner})")
         sock.sendall(json.dumps(command).encode() + b"\n")
         with sock.makefile("rb") as replies:
             for line in replies:

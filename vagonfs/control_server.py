@@ -10,9 +10,11 @@ command waits on its socket, and the daemon polls nothing for it).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import trio
 
 from vagonfs import control
 from vagonfs.core import supervise
+from vagonfs.errors import ConfigError
 
 log = logging.getLogger("vagonfs.mount")
 
@@ -27,33 +30,61 @@ StopFn = Callable[[float | None], Awaitable[bool]]  # upload all, then unmount; 
 SyncFn = Callable[[float | None], Awaitable[list[dict]]]  # upload all now; what is not uploaded
 
 
+def claim(mountpoint: Path) -> socket.socket:
+    """The mount's control socket, bound before anything else of the mount
+    starts: a name another process holds (the daemon of an earlier mount of
+    this mountpoint, still finishing its uploads after an unmount from
+    outside) fails the mount here, saying which process."""
+    address = control.address(mountpoint, os.getuid())
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(address)
+    except OSError as exc:
+        listener.close()
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise ConfigError(f"the control socket of {mountpoint} is held by "
+                          f"{_holder(address)}; wait for it to exit, or stop it") from None
+    return listener
+
+
+def _holder(address: bytes) -> str:
+    """Which process listens on ``address``, as far as it can be told."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(address)
+        except OSError:
+            return "another process"
+        pid, uid = control.peer_credentials(probe)
+        return f"process {pid} (uid {uid}), maybe an earlier vagonfs daemon of it"
+
+
 class ControlServer:
     """Protects: nothing; each connection is its own task."""
 
-    def __init__(self, mountpoint: Path, status: Callable[[], dict], stop: StopFn,
+    def __init__(self, listener: socket.socket, status: Callable[[], dict], stop: StopFn,
                  sync: SyncFn):
-        self._mountpoint = mountpoint
+        self._listener = listener  # bound by claim()
         self._status = status
         self._stop = stop
         self._sync = sync
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        path = control.socket_path(self._mountpoint)
-        path.unlink(missing_ok=True)
-        listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-        await listener.bind(str(path))
-        os.chmod(path, 0o600)
+        listener = trio.socket.from_stdlib_socket(self._listener)
         listener.listen()
-        listeners = [trio.SocketListener(listener)]
-        try:
-            await trio.serve_listeners(self._client, listeners, task_status=task_status)
-        finally:
-            path.unlink(missing_ok=True)
+        await trio.serve_listeners(self._client, [trio.SocketListener(listener)],
+                                   task_status=task_status)
 
     async def _client(self, stream: trio.SocketStream) -> None:
-        """One control connection. A client that goes away mid-reply (``status
-        --watch`` ended with Ctrl-C) or sends nonsense ends its connection,
-        never the mount."""
+        """One control connection, from this daemon's user or root only (an
+        abstract socket has no file permissions). A client that goes away
+        mid-reply (``status --watch`` ended with Ctrl-C) or sends nonsense ends
+        its connection, never the mount."""
+        uid = control.peer_credentials(stream.socket)[1]
+        if uid not in (os.getuid(), 0):
+            log.warning("control socket: refused a connection from uid %d", uid)
+            await stream.aclose()
+            return
         try:
             await self._answer(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -1,11 +1,13 @@
 """The pyfuse3 adapter: converts FUSE requests to core calls and back.
 
 pyfuse3 ends the whole mount on any exception other than ``FUSEError``, so
-every handler runs inside :func:`_errors`, the one place where a
+every handler runs inside :meth:`FuseOperations._request`, the one place where a
 ``StoreError`` becomes its errno and anything unexpected becomes EIO (or the
 cache disk's ENOSPC) with one log line, as background work does
-(``vagonfs.core.supervise``). Nothing here decides filesystem behaviour; that is
-``vagonfs.core.fs``.
+(``vagonfs.core.supervise``). It also counts the kernel's requests by
+operation (``vagonfs status --json``: what a tool's walk of the mount really
+asks). Nothing here decides filesystem behaviour; that is ``vagonfs.core.fs``,
+down to how long the kernel may keep each answer.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from collections import Counter
 from contextlib import aclosing, contextmanager
 
 import pyfuse3
@@ -29,22 +32,6 @@ UNKNOWN_CAPACITY = 1 << 50
 MIME_XATTR = b"user.mime_type"
 
 
-@contextmanager
-def _errors(operation: str):
-    try:
-        yield
-    except pyfuse3.FUSEError:
-        raise
-    except StoreError as exc:
-        if exc.errno in (errno.EIO, errno.ENOSPC, errno.EFBIG, errno.EACCES) and not exc.logged:
-            log.warning("%s: %s", operation, exc)
-        else:
-            log.debug("%s: %s", operation, exc)
-        raise pyfuse3.FUSEError(exc.errno) from None
-    except Exception as exc:
-        raise pyfuse3.FUSEError(supervise.failure(operation, exc, logger=log).errno) from None
-
-
 def _name(raw: bytes) -> str:
     return os.fsdecode(raw)
 
@@ -52,14 +39,15 @@ def _name(raw: bytes) -> str:
 class FuseOperations(pyfuse3.Operations):
     supports_dot_lookup = False
 
-    def __init__(self, fs: Filesystem, attr_timeout: float, xattrs: bool = True):
+    def __init__(self, fs: Filesystem, xattrs: bool, requests: Counter[str]):
         super().__init__()
         self.fs = fs
-        self.attr_timeout = attr_timeout
-        # ENOSYS makes the kernel stop asking for good: ls -l then skips its two
-        # getxattr round trips per file (SELinux label, ACL), which FUSE cannot
-        # cache as absent
+        # off (the default): the first getxattr or listxattr is answered ENOSYS,
+        # after which the kernel answers every later one itself (EOPNOTSUPP)
+        # for the life of the mount: ls -l then sends none of its two per file
+        # (SELinux label, ACL), which FUSE cannot cache as absent
         self.xattrs = xattrs
+        self.requests = requests  # the kernel's requests so far, by operation
         fs.namespace.name_moved = self._drop_kernel_entry
 
     @staticmethod
@@ -69,13 +57,32 @@ class FuseOperations(pyfuse3.Operations):
         the next ``open`` or ``rm`` of it reaches the file the store holds."""
         pyfuse3.invalidate_entry_async(folder, os.fsencode(name), ignore_enoent=True)
 
+    @contextmanager
+    def _request(self, operation: str):
+        """Count one request of the kernel's, and turn whatever it raises into
+        the errno its caller gets."""
+        self.requests[operation] += 1
+        try:
+            yield
+        except pyfuse3.FUSEError:
+            raise
+        except StoreError as exc:
+            if exc.errno in (errno.EIO, errno.ENOSPC, errno.EFBIG, errno.EACCES) \
+                    and not exc.logged:
+                log.warning("%s: %s", operation, exc)
+            else:
+                log.debug("%s: %s", operation, exc)
+            raise pyfuse3.FUSEError(exc.errno) from None
+        except Exception as exc:
+            raise pyfuse3.FUSEError(supervise.failure(operation, exc, logger=log).errno) \
+                from None
+
     def _attrs(self, node: Node) -> pyfuse3.EntryAttributes:
         a: Attributes = self.fs.attributes(node)
         out = pyfuse3.EntryAttributes()
         out.st_ino = a.ino
         out.generation = 0
-        out.entry_timeout = self.attr_timeout
-        out.attr_timeout = self.attr_timeout
+        out.entry_timeout = out.attr_timeout = a.kept_for
         out.st_mode = a.mode
         out.st_nlink = 2 if a.is_dir else 1
         out.st_uid, out.st_gid = a.uid, a.gid
@@ -87,19 +94,20 @@ class FuseOperations(pyfuse3.Operations):
         return out
 
     async def lookup(self, parent_inode, name, ctx=None):
-        with _errors("lookup"):
+        with self._request("lookup"):
             return self._attrs(await self.fs.lookup(parent_inode, _name(name)))
 
     async def forget(self, inode_list):
-        for ino, count in inode_list:
-            self.fs.inodes.forget(ino, count)
+        with self._request("forget"):
+            for ino, count in inode_list:
+                self.fs.inodes.forget(ino, count)
 
     async def getattr(self, inode, ctx=None):
-        with _errors("getattr"):
+        with self._request("getattr"):
             return self._attrs(self.fs.node(inode))
 
     async def setattr(self, inode, attr, fields, fh, ctx):
-        with _errors("setattr"):
+        with self._request("setattr"):
             node = await self.fs.setattr(
                 inode,
                 size=attr.st_size if fields.update_size else None,
@@ -109,11 +117,11 @@ class FuseOperations(pyfuse3.Operations):
             return self._attrs(node)
 
     async def opendir(self, inode, ctx):
-        with _errors("opendir"):
+        with self._request("opendir"):
             return await self.fs.opendir(inode)
 
     async def readdir(self, fh, start_id, token):
-        with _errors("readdir"):
+        with self._request("readdir"):
             async with aclosing(self.fs.readdir(fh, start_id)) as entries:
                 async for next_id, node in entries:
                     if not pyfuse3.readdir_reply(token, os.fsencode(node.name),
@@ -122,22 +130,23 @@ class FuseOperations(pyfuse3.Operations):
                     self.fs.inodes.remember(node)
 
     async def releasedir(self, fh):
-        self.fs.releasedir(fh)
+        with self._request("releasedir"):
+            self.fs.releasedir(fh)
 
     async def mkdir(self, parent_inode, name, mode, ctx):
-        with _errors("mkdir"):
+        with self._request("mkdir"):
             return self._attrs(await self.fs.mkdir(parent_inode, _name(name)))
 
     async def rmdir(self, parent_inode, name, ctx):
-        with _errors("rmdir"):
+        with self._request("rmdir"):
             await self.fs.rmdir(parent_inode, _name(name))
 
     async def unlink(self, parent_inode, name, ctx):
-        with _errors("unlink"):
+        with self._request("unlink"):
             await self.fs.unlink(parent_inode, _name(name))
 
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
-        with _errors("rename"):
+        with self._request("rename"):
             if flags & pyfuse3.RENAME_EXCHANGE:
                 raise pyfuse3.FUSEError(errno.EINVAL)
             await self.fs.rename(parent_inode_old, _name(name_old), parent_inode_new,
@@ -145,37 +154,37 @@ class FuseOperations(pyfuse3.Operations):
                                  noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE))
 
     async def create(self, parent_inode, name, mode, flags, ctx):
-        with _errors("create"):
+        with self._request("create"):
             fh, node = await self.fs.create(parent_inode, _name(name))
             return pyfuse3.FileInfo(fh=fh), self._attrs(node)
 
     async def open(self, inode, flags, ctx):
-        with _errors("open"):
+        with self._request("open"):
             fh, keep_cache = await self.fs.open(inode, flags)
             return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache)
 
     async def read(self, fh, off, size):
-        with _errors("read"):
+        with self._request("read"):
             return await self.fs.read(fh, off, size)
 
     async def write(self, fh, off, buf):
-        with _errors("write"):
+        with self._request("write"):
             return await self.fs.write(fh, off, buf)
 
     async def flush(self, fh):
-        with _errors("flush"):
+        with self._request("flush"):
             await self.fs.flush(fh)
 
     async def fsync(self, fh, datasync):
-        with _errors("fsync"):
+        with self._request("fsync"):
             await self.fs.fsync(fh)
 
     async def release(self, fh):
-        with _errors("release"):
+        with self._request("release"):
             self.fs.release(fh)
 
     async def statfs(self, ctx):
-        with _errors("statfs"):
+        with self._request("statfs"):
             capacity = await self.fs.statfs()
         out = pyfuse3.StatvfsData()
         out.f_bsize = out.f_frsize = 4096
@@ -190,39 +199,43 @@ class FuseOperations(pyfuse3.Operations):
         return out
 
     async def getxattr(self, inode, name, ctx):
-        if not self.xattrs:
-            raise pyfuse3.FUSEError(errno.ENOSYS)
-        with _errors("getxattr"):
+        with self._request("getxattr"):
+            if not self.xattrs:
+                raise pyfuse3.FUSEError(errno.ENOSYS)
             node = self.fs.node(inode)
-        if name == MIME_XATTR and node.entry is not None and node.entry.content_type:
-            return node.entry.content_type.encode()
-        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+            if name == MIME_XATTR and node.entry is not None and node.entry.content_type:
+                return node.entry.content_type.encode()
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
 
     async def listxattr(self, inode, ctx):
-        if not self.xattrs:
-            raise pyfuse3.FUSEError(errno.ENOSYS)
-        with _errors("listxattr"):
+        with self._request("listxattr"):
+            if not self.xattrs:
+                raise pyfuse3.FUSEError(errno.ENOSYS)
             node = self.fs.node(inode)
-        return [MIME_XATTR] if node.entry is not None and node.entry.content_type else []
+            return [MIME_XATTR] if node.entry is not None and node.entry.content_type else []
 
     async def setxattr(self, inode, name, value, ctx):
-        raise pyfuse3.FUSEError(errno.ENOTSUP)
+        with self._request("setxattr"):
+            raise pyfuse3.FUSEError(errno.ENOTSUP)
 
     async def removexattr(self, inode, name, ctx):
-        raise pyfuse3.FUSEError(errno.ENOTSUP)
+        with self._request("removexattr"):
+            raise pyfuse3.FUSEError(errno.ENOTSUP)
 
     async def symlink(self, parent_inode, name, target, ctx):
-        if not links.enabled(self.fs.store):
-            raise pyfuse3.FUSEError(errno.EPERM)  # no store holds links: see docs/SEMANTICS.md
-        with _errors("symlink"):
+        with self._request("symlink"):
+            if not links.enabled(self.fs.store):
+                raise pyfuse3.FUSEError(errno.EPERM)  # no store holds links: docs/SEMANTICS.md
             return self._attrs(await self.fs.symlink(parent_inode, _name(name), target))
 
     async def readlink(self, inode, ctx):
-        with _errors("readlink"):
+        with self._request("readlink"):
             return await self.fs.readlink(inode)
 
     async def link(self, inode, new_parent_inode, new_name, ctx):
-        raise pyfuse3.FUSEError(errno.EPERM)
+        with self._request("link"):
+            raise pyfuse3.FUSEError(errno.EPERM)
 
     async def mknod(self, parent_inode, name, mode, rdev, ctx):
-        raise pyfuse3.FUSEError(errno.EPERM)
+        with self._request("mknod"):
+            raise pyfuse3.FUSEError(errno.EPERM)

@@ -34,8 +34,10 @@ import math
 import os
 import re
 import signal
+import socket
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyfuse3
@@ -44,7 +46,7 @@ import trio
 from vagonfs import readahead, status
 from vagonfs.cache.writeback import State
 from vagonfs.config import MountOptions
-from vagonfs.control_server import ControlServer
+from vagonfs.control_server import ControlServer, claim
 from vagonfs.core import supervise
 from vagonfs.core.fs import Filesystem, FsOptions
 from vagonfs.core.links import LinkStore
@@ -144,6 +146,7 @@ def _fuse_options(options: MountOptions) -> set[str]:
 
 async def _serve(options: MountOptions) -> int:
     _check_mountpoint(options)
+    control_socket = claim(options.mountpoint)
     if options.delay_connect:
         log.info("not checking %s before mounting (--delay-connect)", options.remote.url)
     else:
@@ -162,7 +165,7 @@ async def _serve(options: MountOptions) -> int:
             if not options.delay_connect:
                 await _ask_capacity(fs)
             daemon = _Daemon(fs, options, stats)
-            await _serve_fuse(fs, daemon, options, nursery)
+            await _serve_fuse(fs, daemon, options, control_socket, nursery)
     lock.close()
     left = [p for p in fs.writeback.all() if p.state is not State.LOST]  # lost: said once
     if not left:
@@ -188,14 +191,15 @@ async def _ask_capacity(fs: Filesystem) -> None:
 
 
 async def _serve_fuse(fs: Filesystem, daemon: _Daemon, options: MountOptions,
+                      control_socket: socket.socket,
                       nursery: trio.Nursery) -> None:
     """Mount, answer FUSE until unmounted, then finish and close."""
     mountpoint = str(options.mountpoint)
-    control = ControlServer(options.mountpoint, daemon.status, daemon.stop, daemon.sync)
+    control = ControlServer(control_socket, daemon.status, daemon.stop, daemon.sync)
     # before init: once mounted, even a stat of the mountpoint waits for
     # pyfuse3.main() to answer, and this thread would wait on itself
     await nursery.start(control.serve)
-    pyfuse3.init(FuseOperations(fs, options.attr_timeout, options.xattrs), mountpoint,
+    pyfuse3.init(FuseOperations(fs, options.xattrs, daemon.kernel_requests), mountpoint,
                  _fuse_options(options))
     supervise.spawn(nursery, "read-ahead", readahead.raise_read_ahead, mountpoint,
                     options.read_ahead)
@@ -238,6 +242,7 @@ class _Daemon:
         self.fuse_scope = trio.CancelScope()  # around pyfuse3.main(), for a signal's bound
         self.cut_short = ""  # why a drain gave up with uploads left, for the last log line
         self.started = time.time()
+        self.kernel_requests: Counter[str] = Counter()  # counted by FuseOperations
         self._deadline = math.inf  # the stop's (a signal, an unmount): no drain waits past it
         self._why = ""  # what set that deadline
         self._signalled = False  # a first signal came: the next one unmounts at once
@@ -320,4 +325,4 @@ class _Daemon:
 
     def status(self) -> dict:
         return status.report(self.fs, self.options, self.stats, self.started,
-                             cache_root(self.options))
+                             cache_root(self.options), self.kernel_requests)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,7 @@ def upload(fs: Filesystem, pending: Pending) -> dict:
 
 
 def report(fs: Filesystem, options: MountOptions, stats, started: float,
-           cache_dir: Path) -> dict:
+           cache_dir: Path, kernel_requests: Mapping[str, int]) -> dict:
     uploads = [upload(fs, p) for p in fs.writeback.all()]
     return {
         "remote": options.remote.name, "type": options.remote.type,
@@ -41,6 +42,7 @@ def report(fs: Filesystem, options: MountOptions, stats, started: float,
         "cache": {"used": fs.blocks.used_bytes, "max": fs.blocks.max_bytes,
                   "dir": str(cache_dir), "disk_full": fs.blocks.disk_full},
         "requests": stats.snapshot() if stats is not None else {},
+        "kernel_requests": dict(kernel_requests),
     }
 
 
@@ -79,6 +81,9 @@ def text(status: dict) -> str:
               + ("; the cache disk is full: keeping only what fits" if cache.get("disk_full")
                  else "")]
     lines += [f"{name}: {value}" for name, value in sorted(status["requests"].items())]
+    lines.append("kernel requests: " + (", ".join(
+        f"{name} {count}" for name, count in sorted(status["kernel_requests"].items()))
+        or "none"))
     return "\n".join(lines)
 
 

@@ -221,5 +221,6 @@ def test_a_file_replaced_elsewhere_and_looked_up_again_never_reads_as_a_mix(tmp_
         await read_fails(fs, fh, MiB, Stale, errno.ESTALE)
         fs.release(fh)
 
-    # the kernel asks again after --attr-timeout, whenever anyone stats the name
+    # the kernel asks again once the listing is stale (--dir-cache-time), whenever
+    # anyone stats the name
     race(tmp_path, body, dir_cache_time=0.0)

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -170,7 +171,17 @@ def kill_mount(mountpoint: Path, sig: int = signal.SIGKILL) -> None:
     deadline = time.monotonic() + 10
     while daemon_pids(mountpoint) and time.monotonic() < deadline:
         time.sleep(0.05)
-    control.socket_path(mountpoint).unlink(missing_ok=True)  # what a SIGKILL leaves
+
+
+def control_socket_listens(mountpoint: Path) -> bool:
+    """Whether a daemon of this user listens on the control socket of
+    ``mountpoint`` (mounted or not)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(control.address(mountpoint, os.getuid()))
+        except ConnectionRefusedError:
+            return False
+        return True
 
 
 class Mount:

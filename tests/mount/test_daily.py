@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import signal
@@ -154,7 +153,8 @@ def test_mount_t_fuse_vagonfs_and_an_fstab_line(vagon_mount, tmp_path, how):
 def test_gio_browsing_reads_no_file_contents(mount_factory, demo_emulator):
     if not shutil.which("gio"):
         pytest.skip("gio is not installed (scripts/setup.sh installs libglib2.0-bin)")
-    mount = mount_factory("vagon", emulator=demo_emulator, subpath="shared")
+    mount = mount_factory("vagon", emulator=demo_emulator, subpath="shared",
+                          options=("--xattrs",))
     demo_emulator.reset_stats()
     listing = sh(f"gio list -a 'standard::*' '{mount.path}/Big folder'")
     assert listing.count("\n") == 250
@@ -189,14 +189,3 @@ def test_status_shows_pending_uploads_and_watch_refreshes(mount_factory):
     out, _ = watch.communicate(timeout=30)
     assert out.count("not uploaded yet: 1 file(s)") >= 2  # a report each second, until Ctrl-C
     assert watch.returncode == 130
-
-
-def test_no_xattrs_spares_ls_l_its_getxattr_round_trips(mount_factory, demo_emulator):
-    plain = mount_factory("vagon", emulator=demo_emulator, subpath="shared")
-    bare = mount_factory("vagon", emulator=demo_emulator, subpath="shared",
-                         options=("--no-xattrs",))
-    assert os.getxattr(plain.path / "Docs/README.txt", "user.mime_type").startswith(b"text/")
-    with pytest.raises(OSError) as exc:
-        os.getxattr(bare.path / "Docs/README.txt", "user.mime_type")
-    assert exc.value.errno in (errno.ENOTSUP, errno.ENODATA)  # the kernel's word for ENOSYS
-    assert sh(f"ls -l '{bare.path}/Big folder'").count("\n") == 251

@@ -15,8 +15,7 @@ def test_ls_l_of_20000_entries_costs_its_200_pages_then_nothing(mount_factory,
                                                                 emulator_factory):
     emulator = emulator_factory("--per-page-cap", str(PER_PAGE))
     vagon_folder(emulator, "big", count=20_000, prefix="f")
-    mount = mount_factory("vagon", emulator=emulator, subpath="shared",
-                          options=("--no-xattrs",))
+    mount = mount_factory("vagon", emulator=emulator, subpath="shared")
     before = mount.calls()
     sh(f"ls {mount.path}")  # lists big000000 ahead; the next ls waits for that
     listed = sh(f"ls -l {mount.path}/big000000", timeout=600).splitlines()

@@ -15,8 +15,10 @@ Caches and their bounds:
 - listings: one per folder, kept ``dir_cache_time``, at most ``listings.MAX_ENTRIES``
   entries across all folders (``vagonfs.core.listings``); a lookup
   in a folder with a fresh listing costs no request;
-- attributes: what the last listing or lookup said, handed to the kernel with
-  ``attr_timeout``;
+- attributes: what the last listing or lookup said, handed to the kernel to
+  keep for as long as that listing stays fresh here (``Namespace.fresh_for``),
+  at most ``attr_timeout`` when one is set: asking sooner would get the same
+  answer, and a warm ``ls -l`` of 100,000 entries would ask for each again;
 - file data: the block cache (``cache_max_size``), keyed by store key and
   version, so a file changed elsewhere is fetched anew.
 
@@ -64,7 +66,7 @@ class FsOptions:
     gid: int
     umask: int = 0o022
     read_only: bool = False
-    attr_timeout: float = 1.0
+    attr_timeout: float | None = None  # None: as long as the listing (dir_cache_time)
     dir_cache_time: float = 300.0
     write_back_delay: float = 2.0
     cache_max_size: int = 10 * 1024 ** 3
@@ -80,6 +82,7 @@ class Attributes:
     mode: int
     uid: int
     gid: int
+    kept_for: float  # seconds the kernel may keep these attributes (and the name)
 
 
 class Filesystem:
@@ -137,10 +140,11 @@ class Filesystem:
     def attributes(self, node: Node) -> Attributes:
         opts = self.options
         writable = self.changes.writable(node)
+        kept_for = self.kept_for(node)
         if node.is_dir:
             perm = (0o777 if writable else 0o555) & ~opts.umask
             return Attributes(node.ino, True, 0, node.entry.mtime if node.entry else 0.0,
-                              stat.S_IFDIR | perm, opts.uid, opts.gid)
+                              stat.S_IFDIR | perm, opts.uid, opts.gid, kept_for)
         mtime, mode = (None, None)
         if node.entry is not None:
             mtime, mode = self._attrs.get(node.entry.key, node.entry.version)
@@ -155,9 +159,22 @@ class Filesystem:
             mtime = node.entry.mtime if node.entry else time.time()
         if links.is_link(node.entry):  # --links: a link, whatever its mode
             return Attributes(node.ino, False, size, mtime, stat.S_IFLNK | 0o777, opts.uid,
-                              opts.gid)
+                              opts.gid, kept_for)
         perm = mode if mode is not None else (0o666 if writable else 0o444) & ~opts.umask
-        return Attributes(node.ino, False, size, mtime, stat.S_IFREG | perm, opts.uid, opts.gid)
+        return Attributes(node.ino, False, size, mtime, stat.S_IFREG | perm, opts.uid, opts.gid,
+                          kept_for)
+
+    def kept_for(self, node: Node) -> float:
+        """How long the kernel may keep what it is told of ``node``: until
+        the listing (or lookup) it came from goes stale here, since until
+        then this mount would answer the same; what only this mount changes
+        (a file not uploaded yet, or newer here) the kernel learns from the
+        mount's own replies, so it keeps it the listing time. ``attr_timeout``,
+        when set, bounds both."""
+        fresh = self.namespace.fresh_for(node)
+        kept = self.options.dir_cache_time if fresh is None else fresh
+        limit = self.options.attr_timeout
+        return kept if limit is None else min(kept, limit)
 
     def node(self, ino: int) -> Node:
         return self.namespace.node(ino)
@@ -186,7 +203,10 @@ class Filesystem:
         for index in range(start, len(handle.entries)):
             entry = handle.entries[index]
             node = self.inodes.child(handle.node.ino, entry.name)
-            if entry.key is not None and (node is None or node.dirty is None):
+            # a node already holding this very entry (a warm readdir: the listing
+            # and the inode table share their entries) needs no adopting
+            if entry.key is not None and (node is None or node.dirty is None and (
+                    node.entry is not entry or node.stale)):
                 node = self.namespace.adopt(handle.node, entry)
             if node is not None:
                 yield index + 1, node

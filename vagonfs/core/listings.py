@@ -62,6 +62,13 @@ class Listings:
         self._kept.move_to_end(ino)
         return kept[1]
 
+    def fresh_for(self, ino: int) -> float | None:
+        """Seconds folder ``ino``'s listing stays fresh, None when none is
+        kept (not counted as a use: the kernel's timeouts are asked of every
+        entry it is shown)."""
+        kept = self._kept.get(ino)
+        return None if kept is None else max(0.0, kept[0] - self._clock())
+
     def put(self, ino: int, listing: Mapping[str, Entry]) -> None:
         """Keep ``listing`` (copied) as folder ``ino``'s, fresh for the TTL."""
         self.drop(ino)

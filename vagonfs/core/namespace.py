@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import time
 from collections.abc import Callable, Mapping
 from contextlib import aclosing
 
@@ -44,14 +45,15 @@ class Namespace:
 
     def __init__(self, store: Store, root: Entry, ttl: float, reader: Reader):
         self.store = store
+        self._ttl = ttl
         self.listings = Listings(ttl)
         self.inodes = InodeTable(root, dropped=self.listings.drop)
         self._reader = reader
-        # folder ino -> {name: entry} found by lookup in folders not listed,
-        # kept like a listing: the kernel asks again each --attr-timeout, and
-        # each would cost a request
-        self._looked_up: cachetools.TTLCache = cachetools.TTLCache(
-            maxsize=LOOKUP_FOLDERS_KEPT, ttl=ttl)
+        # folder ino -> (when it goes stale, {name: entry}) found by lookup in
+        # folders not listed, kept like a listing: a path walked again would
+        # cost a request per name
+        self._looked_up: cachetools.TTLCache[int, tuple[float, dict[str, Entry]]] = \
+            cachetools.TTLCache(maxsize=LOOKUP_FOLDERS_KEPT, ttl=ttl, timer=time.monotonic)
         self._fetches: dict[int, SharedListing] = {}
         # told (folder ino, name) when a name this mount showed leads to another
         # file now (its file kept beside as a conflict copy): the FUSE adapter
@@ -79,13 +81,39 @@ class Namespace:
             if entry is None:
                 raise NotFound(f"{name} not found")
             return self.adopt(parent, entry)
-        entry = self._looked_up.get(parent.ino, {}).get(name)
+        entry = self._looked_up_names(parent.ino).get(name)
         if entry is None:
             entry = await self.store.lookup(await self.entry(parent), name)
             if not visible(entry):
                 raise NotFound(f"{name} not found")
-            self._looked_up.setdefault(parent.ino, {})[name] = entry
+            self._keep_looked_up(parent.ino, entry)
         return self.adopt(parent, entry)
+
+    def _keep_looked_up(self, folder_ino: int, entry: Entry) -> None:
+        """Keep ``entry`` as found in folder ``folder_ino`` now; the names of a
+        folder go stale together, ``ttl`` after the first."""
+        self._looked_up.setdefault(
+            folder_ino, (time.monotonic() + self._ttl, {}))[1][entry.name] = entry
+
+    def _looked_up_names(self, folder_ino: int) -> dict[str, Entry]:
+        kept = self._looked_up.get(folder_ino)
+        return {} if kept is None else kept[1]
+
+    def fresh_for(self, node: Node) -> float | None:
+        """Seconds this namespace goes on answering for ``node`` from what it
+        keeps (its folder's listing, or the names looked up in it) before it
+        asks the store again; None for what only this mount knows or changes
+        (the root, a file not uploaded yet or newer here), 0 when nothing is
+        kept."""
+        if node.ino == ROOT_INODE or node.entry is None or node.dirty is not None:
+            return None
+        fresh = self.listings.fresh_for(node.parent)
+        if fresh is not None:
+            return fresh
+        looked_up = self._looked_up.get(node.parent)
+        if looked_up is not None and node.name in looked_up[1]:
+            return max(0.0, looked_up[0] - time.monotonic())
+        return 0.0
 
     async def find(self, parent: Node, name: str) -> Node | None:
         """``lookup`` for a caller that asks whether a name is taken."""
@@ -188,12 +216,20 @@ class Namespace:
         self._looked_up.pop(ino, None)
 
     def set_entry(self, parent: Node, entry: Entry) -> None:
+        """``entry`` is what the store holds now, as this mount's own change
+        (mkdir, an upload, a rename) made it: shown in the folder's listing, or,
+        with none kept, kept as a name looked up now. Else the kernel, told to
+        keep the name only while its source is kept, would look it up again at
+        each use, and each lookup would ask the store."""
         self.listings.set_entry(parent.ino, entry)
-        self._looked_up.get(parent.ino, {}).pop(entry.name, None)
+        if self.listings.fresh_for(parent.ino) is None:
+            self._keep_looked_up(parent.ino, entry)
+        else:
+            self._looked_up_names(parent.ino).pop(entry.name, None)
 
     def drop_entry(self, parent_ino: int, name: str) -> None:
         self.listings.drop_entry(parent_ino, name)
-        self._looked_up.get(parent_ino, {}).pop(name, None)
+        self._looked_up_names(parent_ino).pop(name, None)
 
 
 def visible(entry: Entry) -> bool:
