@@ -8,7 +8,7 @@ from vagonfs import status
 REPORT = {"remote": "emu", "type": "vagon", "subpath": "shared", "mountpoint": "/mnt/w",
           "pid": 42, "since": 0.0, "uploads": [],
           "cache": {"used": 0, "max": 1 << 30, "dir": "/c", "disk_full": False},
-          "requests": {}}
+          "requests": {}, "kernel_requests": {"lookup": 3}}
 
 
 def test_conflicts_kept_are_listed_after_the_uploads():
