@@ -297,7 +297,7 @@ def test_upload_all_skips_the_delay_and_waits_through_a_retry(tmp_path):
         assert store.data("a") == b"1"
         assert store.calls["upload"] == 2 and fs.writeback.all() == []
 
-    run_with_fs(store, tmp_path, body, write_back_delay=LONG, clock=clock, guard=100 * 20.0)
+    run_with_fs(store, tmp_path, body, write_back_delay=LONG, clock=clock, guard=CLOCK_RATE * 20.0)
 
 
 def test_upload_all_answers_a_refusal_at_once_and_a_hang_at_its_timeout(tmp_path):
@@ -319,12 +319,17 @@ def test_upload_all_answers_a_refusal_at_once_and_a_hang_at_its_timeout(tmp_path
     run_with_fs(store, tmp_path, body, write_back_delay=LONG)
 
 
+# how much faster than the wall the clock of a test with retries runs: the
+# retry waits seconds of backoff. At 100 its 4 s were 40 ms, and on a busy
+# machine three small uploads due before it took longer than that
+CLOCK_RATE = 20
+
+
 def failing_once() -> tuple[MemoryStore, trio.testing.MockClock]:
-    """A store whose next upload fails (HTTP 502), and a clock 100 times
-    faster than the wall's: the retry waits seconds of backoff."""
+    """A store whose next upload fails (HTTP 502), and a fast clock (``CLOCK_RATE``)."""
     store = MemoryStore()
     store.fail("upload", RemoteIOError("bad gateway", status=502))
-    return store, trio.testing.MockClock(rate=100)
+    return store, trio.testing.MockClock(rate=CLOCK_RATE)
 
 
 async def fsync_failed(fs: Filesystem, name: str, data: bytes) -> tuple[int, Node]:
@@ -348,7 +353,7 @@ def test_a_transient_failure_tells_fsync_and_is_retried_after_its_backoff(tmp_pa
         assert store.data("f") == b"payload"
         assert store.calls["upload"] == 2 and fs.writeback.all() == []
 
-    run_with_fs(store, tmp_path, body, write_back_delay=LONG, clock=clock, guard=100 * 20.0)
+    run_with_fs(store, tmp_path, body, write_back_delay=LONG, clock=clock, guard=CLOCK_RATE * 20.0)
 
 
 def test_uploads_start_in_the_order_they_are_due_not_the_order_they_were_queued(tmp_path):
@@ -373,7 +378,7 @@ def test_uploads_start_in_the_order_they_are_due_not_the_order_they_were_queued(
         assert store.data("first") == b"1" and store.calls["upload"] == 5
         assert fs.writeback.all() == []
 
-    run_with_fs(store, tmp_path, body, write_back_delay=0.5, clock=clock, guard=100 * 20.0)
+    run_with_fs(store, tmp_path, body, write_back_delay=0.5, clock=clock, guard=CLOCK_RATE * 20.0)
 
 
 def test_rename_in_the_write_back_window_uploads_the_new_name_only(tmp_path):
