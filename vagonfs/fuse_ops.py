@@ -10,6 +10,7 @@ cache disk's ENOSPC) with one log line, as background work does
 
 from __future__ import annotations
 
+import collections
 import errno
 import logging
 import os
@@ -60,6 +61,8 @@ class FuseOperations(pyfuse3.Operations):
         # getxattr round trips per file (SELinux label, ACL), which FUSE cannot
         # cache as absent
         self.xattrs = xattrs
+        # FUSE reads answered, for ``vagonfs status``: what store-ahead spares shows here
+        self.counts: collections.Counter[str] = collections.Counter()
 
     def _attrs(self, node: Node) -> pyfuse3.EntryAttributes:
         a: Attributes = self.fs.attributes(node)
@@ -148,7 +151,10 @@ class FuseOperations(pyfuse3.Operations):
 
     async def read(self, fh, off, size):
         with _errors("read"):
-            return await self.fs.read(fh, off, size)
+            data = await self.fs.read(fh, off, size)
+        self.counts["fuse_reads"] += 1
+        self.counts["fuse_read_bytes"] += len(data)
+        return data
 
     async def write(self, fh, off, buf):
         with _errors("write"):

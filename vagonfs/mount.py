@@ -28,6 +28,7 @@ sd_notify), ``mounttable`` (is a path mounted, and by us), ``store_check``
 
 from __future__ import annotations
 
+import collections
 import fcntl
 import logging
 import math
@@ -42,6 +43,7 @@ import pyfuse3
 import trio
 
 from vagonfs import readahead, status
+from vagonfs.cache.reader import MAX_INFLIGHT_BYTES
 from vagonfs.cache.writeback import State
 from vagonfs.config import MountOptions
 from vagonfs.control_server import ControlServer
@@ -50,6 +52,7 @@ from vagonfs.core.fs import Filesystem, FsOptions
 from vagonfs.core.links import LinkStore
 from vagonfs.errors import ConfigError, StoreError
 from vagonfs.fuse_ops import FuseOperations
+from vagonfs.kernel_pages import KernelPages
 from vagonfs.launcher import tell_parent
 from vagonfs.mounttable import is_mounted
 from vagonfs.remote.base import resolve
@@ -157,11 +160,13 @@ async def _serve(options: MountOptions) -> int:
         if not root_entry.is_dir:
             raise ConfigError(f"{options.subpath} is a file; mount a folder")
         async with trio.open_nursery() as nursery:
-            fs = Filesystem(store, root_entry, _fs_options(options), root, nursery)
+            # store-ahead's queue to the kernel is bounded as read-ahead is
+            pages = KernelPages(nursery, MAX_INFLIGHT_BYTES) if options.store_ahead else None
+            fs = Filesystem(store, root_entry, _fs_options(options), root, nursery, pages)
             await fs.start()
             if not options.delay_connect:
                 await _ask_capacity(fs)
-            daemon = _Daemon(fs, options, stats)
+            daemon = _Daemon(fs, options, stats, pages)
             await _serve_fuse(fs, daemon, options, nursery)
     lock.close()
     left = [p for p in fs.writeback.all() if p.state is not State.LOST]  # lost: said once
@@ -195,8 +200,9 @@ async def _serve_fuse(fs: Filesystem, daemon: _Daemon, options: MountOptions,
     # before init: once mounted, even a stat of the mountpoint waits for
     # pyfuse3.main() to answer, and this thread would wait on itself
     await nursery.start(control.serve)
-    pyfuse3.init(FuseOperations(fs, options.attr_timeout, options.xattrs), mountpoint,
-                 _fuse_options(options))
+    operations = FuseOperations(fs, options.attr_timeout, options.xattrs)
+    daemon.fuse_counts = operations.counts
+    pyfuse3.init(operations, mountpoint, _fuse_options(options))
     supervise.spawn(nursery, "read-ahead", readahead.raise_read_ahead, mountpoint,
                     options.read_ahead)
     log.info("mounted %s:%s on %s", options.remote.name, options.subpath, mountpoint)
@@ -219,6 +225,8 @@ async def _serve_fuse(fs: Filesystem, daemon: _Daemon, options: MountOptions,
                 log.info("unmounted from outside; uploading what is pending for at most "
                          "%g s", timeout)
                 await daemon.drain()
+            if daemon.pages is not None:
+                await daemon.pages.stop()
             pyfuse3.close(unmount=not unmounted)
             fs.close()
             nursery.cancel_scope.cancel()
@@ -229,10 +237,13 @@ class _Daemon:
     comes first (``vagonfs unmount --timeout`` instead stays mounted when its
     own timeout comes first)."""
 
-    def __init__(self, fs: Filesystem, options: MountOptions, stats):
+    def __init__(self, fs: Filesystem, options: MountOptions, stats,
+                 pages: KernelPages | None):
         self.fs = fs
         self.options = options
         self.stats = stats
+        self.pages = pages
+        self.fuse_counts: collections.Counter[str] = collections.Counter()  # the adapter's
         self.stopping = False  # this daemon ended the FUSE loop (not fusermount -u)
         self.serving = False  # pyfuse3.main() runs: only then may it be terminated
         self.fuse_scope = trio.CancelScope()  # around pyfuse3.main(), for a signal's bound
@@ -319,5 +330,8 @@ class _Daemon:
             self.fuse_scope.deadline = trio.current_time() + FUSE_GRACE
 
     def status(self) -> dict:
+        kernel = dict(self.fuse_counts)
+        if self.pages is not None:
+            kernel.update(self.pages.counts, page_cache_pending_bytes=self.pages.pending_bytes)
         return status.report(self.fs, self.options, self.stats, self.started,
-                             cache_root(self.options))
+                             cache_root(self.options), kernel)

@@ -29,7 +29,10 @@ def upload(fs: Filesystem, pending: Pending) -> dict:
 
 
 def report(fs: Filesystem, options: MountOptions, stats, started: float,
-           cache_dir: Path) -> dict:
+           cache_dir: Path, kernel: dict[str, int]) -> dict:
+    """``kernel``: FUSE reads answered (``fuse_reads``, ``fuse_read_bytes``)
+    and what store-ahead did (``page_cache_*``), counted since the mount, with
+    the bytes it has yet to hand over (``page_cache_pending_bytes``)."""
     uploads = [upload(fs, p) for p in fs.writeback.all()]
     return {
         "remote": options.remote.name, "type": options.remote.type,
@@ -38,6 +41,7 @@ def report(fs: Filesystem, options: MountOptions, stats, started: float,
         "cache": {"used": fs.blocks.used_bytes, "max": fs.blocks.max_bytes,
                   "dir": str(cache_dir), "disk_full": fs.blocks.disk_full},
         "requests": stats.snapshot() if stats is not None else {},
+        "kernel": kernel,
     }
 
 
@@ -75,4 +79,5 @@ def text(status: dict) -> str:
               + ("; the cache disk is full: keeping only what fits" if cache.get("disk_full")
                  else "")]
     lines += [f"{name}: {value}" for name, value in sorted(status["requests"].items())]
+    lines += [f"{name}: {value}" for name, value in sorted(status.get("kernel", {}).items())]
     return "\n".join(lines)
