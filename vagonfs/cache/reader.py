@@ -34,6 +34,7 @@ a file stays here once its runs are over: a cursor lives in its handle, and
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,6 +110,9 @@ class Reader:
         self._cache = cache
         self._nursery = nursery
         self.store_ahead = StoreAhead(pages)
+        # blocks FUSE reads wait for now: the kernel is reading their pages
+        # itself, so storing them would only copy them twice
+        self._awaited: collections.Counter[tuple[str, int]] = collections.Counter()
         self._fetches: dict[str, _Fetches] = {}
         self._inflight = 0
         self._logged: cachetools.LRUCache = cachetools.LRUCache(256)  # (object, message)
@@ -123,8 +127,16 @@ class Reader:
         self._start_missing(entry, obj, first, last)
         if self._follow(state, offset, end) and self._store.ranged_reads:
             self._read_ahead(entry, obj, state, last)
-        parts = [await self._block_bytes(entry, obj, index, offset, end)
-                 for index in range(first, last + 1)]
+        blocks = [(obj, index) for index in range(first, last + 1)]
+        self._awaited.update(blocks)
+        try:
+            parts = [await self._block_bytes(entry, obj, index, offset, end)
+                     for index in range(first, last + 1)]
+        finally:
+            self._awaited.subtract(blocks)
+            for block in blocks:
+                if self._awaited[block] <= 0:
+                    del self._awaited[block]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def prefetch(self, entry: Entry) -> bool:
@@ -201,7 +213,8 @@ class Reader:
         answers from its page cache never reaches this cursor, so that block
         is left for a FUSE read, which moves the cursor on and asks for the
         next window while half of this one is still ahead of the reader."""
-        if state is not None and state.store_to is not None and index not in state.tripwires:
+        if (state is not None and state.store_to is not None and index not in state.tripwires
+                and (obj, index) not in self._awaited):
             ino = state.store_to()
             if ino is not None:
                 self.store_ahead.offer(obj, ino, index, data)
