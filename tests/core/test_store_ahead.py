@@ -41,7 +41,11 @@ class RecordedPages:
         return sorted(c[2] for c in self.calls if c[0] == "store" and c[1] == ino)
 
 
-def with_pages(store: MemoryStore, cache, test, **options) -> None:
+def with_pages(cache, test, size: int = 16 * MiB, **options) -> None:
+    """``test(fs, pages)`` on a filesystem whose store holds ``f`` of ``size`` bytes."""
+    store = MemoryStore()
+    store.put("f", os.urandom(size))
+
     async def body() -> None:
         pages = RecordedPages()
         async with trio.open_nursery() as nursery:
@@ -69,10 +73,16 @@ async def read_in_order(fs: Filesystem, fh: int, blocks: range) -> None:
         await fs.read(fh, index * MiB, MiB)
 
 
-def test_blocks_read_ahead_are_stored_but_each_window_s_middle_one_and_those_awaited(tmp_path):
-    store = MemoryStore()
-    store.put("f", os.urandom(24 * MiB))
+async def read_head(fs: Filesystem, pages: RecordedPages):
+    """``f`` opened read-only and its first blocks read in order, until some
+    of what follows is stored: its handle and node."""
+    fh, node = await open_file(fs, "f")
+    await read_in_order(fs, fh, range(4))
+    await until(lambda: bool(pages.stored(node.ino)))
+    return fh, node
 
+
+def test_blocks_read_ahead_are_stored_but_each_window_s_middle_one_and_those_awaited(tmp_path):
     async def test(fs: Filesystem, pages: RecordedPages) -> None:
         fh, node = await open_file(fs, "f")
         await read_in_order(fs, fh, range(5))
@@ -84,17 +94,12 @@ def test_blocks_read_ahead_are_stored_but_each_window_s_middle_one_and_those_awa
         assert pages.stored(node.ino) == [5, 6, 8]
         assert not [c for c in pages.calls if c[0] == "drop"]
 
-    with_pages(store, tmp_path, test)
+    with_pages(tmp_path, test, 24 * MiB)
 
 
 def test_nothing_is_stored_for_a_file_open_for_writing(tmp_path):
-    store = MemoryStore()
-    store.put("f", os.urandom(16 * MiB))
-
     async def test(fs: Filesystem, pages: RecordedPages) -> None:
-        fh, node = await open_file(fs, "f")
-        await read_in_order(fs, fh, range(4))
-        await until(lambda: bool(pages.stored(node.ino)))
+        fh, node = await read_head(fs, pages)
         writer, _ = await open_file(fs, "f", os.O_RDWR)
         assert pages.calls[-1] == ("drop", node.ino)  # before the open returned
         pages.calls.clear()
@@ -102,18 +107,14 @@ def test_nothing_is_stored_for_a_file_open_for_writing(tmp_path):
         assert pages.stored(node.ino) == []
         fs.release(writer)
 
-    with_pages(store, tmp_path, test)
+    with_pages(tmp_path, test)
 
 
 def test_a_version_changed_on_the_store_drops_its_pages_and_stores_no_more(tmp_path):
-    store = MemoryStore()
-    store.put("f", os.urandom(16 * MiB))
-
     async def test(fs: Filesystem, pages: RecordedPages) -> None:
-        fh, node = await open_file(fs, "f")
-        await read_in_order(fs, fh, range(4))
-        await until(lambda: bool(pages.stored(node.ino)))
-        store.put("f", os.urandom(16 * MiB))  # replaced elsewhere
+        fh, node = await read_head(fs, pages)
+        assert isinstance(fs.store, MemoryStore)
+        fs.store.put("f", os.urandom(16 * MiB))  # replaced elsewhere
         await fs.lookup(ROOT_INODE, "f")  # seen here: the old version is forgotten
         assert ("drop", node.ino) in pages.calls
         pages.calls.clear()
@@ -125,4 +126,4 @@ def test_a_version_changed_on_the_store_drops_its_pages_and_stores_no_more(tmp_p
         fs.release(fh)
 
     # the kernel asks again after --attr-timeout, whenever anyone stats the name
-    with_pages(store, tmp_path, test, dir_cache_time=0.0)
+    with_pages(tmp_path, test, dir_cache_time=0.0)
