@@ -9,7 +9,9 @@ same run, the ratio, and whether the target is met:
   asked as vagonfs asks it) and as a user with the default 128 KiB (vs the
   zero-work pyfuse3 ceiling at 128 KiB requests, ``scripts/zero_fs.py``, and vs
   rclone); warm reads from the block cache, page cache dropped, vs the ceiling
-  at the same request size. The emulator's copy is warm before every read (a
+  at the same request size. Each read is made with store-ahead and again with
+  ``--no-store-ahead`` (rows without a target), and the FUSE reads per GiB of
+  each are rows beside the ceiling's. The emulator's copy is warm before every read (a
   server's storage would be); our side is cold (a fresh mount and cache).
 - write: ``cp`` + ``fsync`` until the server confirmed it, vs the client's own
   multipart upload of the same file.
