@@ -225,8 +225,9 @@ async def _serve_fuse(fs: Filesystem, daemon: _Daemon, options: MountOptions,
                 log.info("unmounted from outside; uploading what is pending for at most "
                          "%g s", timeout)
                 await daemon.drain()
-            if daemon.pages is not None:
-                await daemon.pages.stop()
+            if daemon.pages is not None:  # unmounted from outside, or a second signal
+                with trio.move_on_after(FUSE_GRACE):  # its reads are answered no more
+                    await daemon.pages.stop()
             pyfuse3.close(unmount=not unmounted)
             fs.close()
             nursery.cancel_scope.cancel()
@@ -263,7 +264,7 @@ class _Daemon:
             self.bound_by_stop_timeout()
         if not await self.drain(timeout) and timeout is not None:
             return False
-        self._end_fuse()
+        await self._end_fuse()
         return True
 
     async def sync(self, timeout: float | None) -> list[dict]:
@@ -320,11 +321,17 @@ class _Daemon:
 
     async def _stop_on_signal(self) -> None:
         await self.drain()
-        self._end_fuse()
+        await self._end_fuse()
 
-    def _end_fuse(self) -> None:
-        if self.serving and not self.stopping:
-            self.stopping = True
+    async def _end_fuse(self) -> None:
+        """Store-ahead ends first, while FUSE reads are still answered: a store
+        can wait for a page the kernel is reading through this daemon."""
+        if not self.serving or self.stopping:
+            return
+        self.stopping = True
+        if self.pages is not None:
+            await self.pages.stop()
+        if self.serving:
             pyfuse3.terminate()
             # a request waiting on the store (an fsync, a read) is not waited for long
             self.fuse_scope.deadline = trio.current_time() + FUSE_GRACE

@@ -15,7 +15,9 @@ import time
 
 import pytest
 
-from .conftest import sh
+from vagonfs.mounttable import is_mounted
+
+from .conftest import sh, vagonfs
 
 MiB = 1024 * 1024
 SIZE = 24 * MiB
@@ -157,3 +159,19 @@ def test_a_file_deleted_elsewhere_then_made_again_reads_the_new_one(
         open(path, "rb").close()
     put(writer, "f.bin", two)
     assert sha(read_all(path)) == sha(two)
+
+
+def test_an_unmount_during_a_read_ends(mount_factory, emulator_factory):
+    """Store-ahead stops while FUSE reads are still answered (a store can wait
+    for a page the kernel is reading through the daemon), so ``vagonfs
+    unmount`` in the middle of a read returns, and so does the reader."""
+    writer, reader = two_mounts(mount_factory, emulator_factory)
+    put(writer, "big.bin", version(b"one", 64 * MiB))
+    dd = subprocess.Popen(["dd", f"if={reader.path / 'big.bin'}", "of=/dev/null", "bs=1M"],
+                          stderr=subprocess.DEVNULL)
+    try:
+        result = vagonfs("unmount", str(reader.path), check=False)
+        assert result.returncode == 0, result.stderr
+        assert not is_mounted(reader.path)
+    finally:
+        dd.wait(timeout=60)
