@@ -23,6 +23,12 @@ yet received, counted in bytes so that a small file fetched ahead costs its
 size, not a block. A store that cannot serve ranges (``ranged_reads`` false)
 gets one run for the whole file.
 
+Blocks read ahead also go to the kernel's page cache for the handle's file
+(store-ahead, ``cache/store_ahead.py``), but for each window's middle block
+(its *tripwire*) and for blocks a FUSE read is already waiting for: the
+reader's FUSE read of the tripwire is how the cursor learns where a reader
+served by the page cache has got to.
+
 Runs are supervised tasks in the mount's nursery, shared by every handle on the
 same file version; a failed run wakes its waiters with the error and leaves the
 blocks missing, so the next read tries again. A failure is logged once per
