@@ -9,7 +9,9 @@ same run, the ratio, and whether the target is met:
   asked as vagonfs asks it) and as a user with the default 128 KiB (vs the
   zero-work pyfuse3 ceiling at 128 KiB requests, ``scripts/zero_fs.py``, and vs
   rclone); warm reads from the block cache, page cache dropped, vs the ceiling
-  at the same request size. The emulator's copy is warm before every read (a
+  at the same request size. Each read is made with store-ahead and again with
+  ``--no-store-ahead`` (rows without a target), and the FUSE reads per GiB of
+  each are rows beside the ceiling's. The emulator's copy is warm before every read (a
   server's storage would be); our side is cold (a fresh mount and cache).
 - write: ``cp`` + ``fsync`` until the server confirmed it, vs the client's own
   multipart upload of the same file.
@@ -107,9 +109,10 @@ def case_zero(rig: Rig, fig: Figures, s: Settings) -> None:
             before = json.loads(os.getxattr(mnt, "user.stats"))
             seconds = dd_read(mnt / "zero.bin", s.size)
             after = json.loads(os.getxattr(mnt, "user.stats"))
-            fig.put(key, mb_s(s.size, seconds), read_ahead_kb=kb,
-                    fuse_reads=after["reads"] - before["reads"],
+            reads = after["reads"] - before["reads"]
+            fig.put(key, mb_s(s.size, seconds), read_ahead_kb=kb, fuse_reads=reads,
                     largest_request_kib=after["largest_read"] >> 10)
+            fig.put(f"{key}_reads", per_gib(reads, s.size))
 
 
 def case_curl(rig: Rig, fig: Figures, s: Settings) -> None:
@@ -125,32 +128,52 @@ def case_curl(rig: Rig, fig: Figures, s: Settings) -> None:
     fig.put("curl", mb_s(s.size, seconds), **cpu)
 
 
+def per_gib(count: int, size: int) -> float:
+    return round(count * 1024 ** 3 / size, 1)
+
+
+def fuse_reads(m) -> int:
+    return m.status()["kernel"].get("fuse_reads", 0)
+
+
 def case_read(rig: Rig, fig: Figures, s: Settings) -> None:
     """Cold then warm (block cache) sequential reads, with the read-ahead a root
     mount raises (``--read-ahead 1M``) and with a user mount's (the kernel's 128 KiB,
-    ``--read-ahead 0``)."""
-    r = fig.round
+    ``--read-ahead 0``); each with store-ahead and without (``--no-store-ahead``),
+    interleaved, with the FUSE reads each made per GiB (``vagonfs status``)."""
     for who, option, kb in (("root", "1M", 1024), ("user", "0", 128)):
-        rig.warm_server()
-        with rig.mount(f"read-{who}-{r}", "--read-ahead", option,
-                       memory_case=f"read {mib(s.size)}, {who}") as m:
-            read_ahead = m.wait_read_ahead(kb)
-            if read_ahead != kb:
-                print(f"  --read-ahead {option}: the mount's read_ahead_kb is {read_ahead}, "
-                      f"not {kb}")
-            path = m.path / rig.big_name
-            with rig.cpu_use(m) as cpu:
-                seconds = dd_read(path, s.size)
-            fig.put(f"cold_{who}", mb_s(s.size, seconds), read_ahead_kb=read_ahead, **cpu)
-            m.wait_cached(s.size)
-            drop_page_cache()
-            with rig.cpu_use(m) as cpu:
-                seconds = dd_read(path, s.size)
-            fig.put(f"warm_{who}", mb_s(s.size, seconds), read_ahead_kb=read_ahead, **cpu)
+        cache = [read_once(rig, fig, s, who, option, kb, off) for off in ("", "_nostore")][0]
         if who == "root":  # what the disk under the cache gives, the same bytes read the same way
-            data_file = max(m.cache.rglob("*.blocks"), key=lambda p: p.stat().st_size)
+            data_file = max(cache.rglob("*.blocks"), key=lambda p: p.stat().st_size)
             drop_page_cache()
             fig.put("cache_disk", mb_s(s.size, dd_read(data_file, s.size)))
+
+
+def read_once(rig: Rig, fig: Figures, s: Settings, who: str, option: str, kb: int,
+              off: str) -> Path:
+    """One cold and one warm read of the big file by a fresh mount; ``off``:
+    "_nostore" for ``--no-store-ahead``, else "". The mount's cache dir."""
+    rig.warm_server()
+    extra = ("--no-store-ahead",) if off else ()
+    with rig.mount(f"read-{who}{off}-{fig.round}", "--read-ahead", option, *extra,
+                   memory_case=f"read {mib(s.size)}, {who}") as m:
+        read_ahead = m.wait_read_ahead(kb)
+        if read_ahead != kb:
+            print(f"  --read-ahead {option}: the mount's read_ahead_kb is {read_ahead}, "
+                  f"not {kb}")
+        path = m.path / rig.big_name
+        for temp in ("cold", "warm"):
+            if temp == "warm":
+                m.wait_cached(s.size)
+                drop_page_cache()
+            before = fuse_reads(m)
+            with rig.cpu_use(m) as cpu:
+                seconds = dd_read(path, s.size)
+            reads = fuse_reads(m) - before
+            fig.put(f"{temp}_{who}{off}", mb_s(s.size, seconds), read_ahead_kb=read_ahead,
+                    fuse_reads=reads, **cpu)
+            fig.put(f"{temp}_{who}{off}_reads", per_gib(reads, s.size))
+    return m.cache
 
 
 def case_write(rig: Rig, fig: Figures, s: Settings) -> None:
@@ -373,6 +396,7 @@ def targets(s: Settings, rss_worst: str) -> list[Target]:
                "zero_1m", "zero-work pyfuse3, 1 MiB requests", at_least=0.8),
         Target("read", "warm read from the block cache, 128 KiB requests", "warm_user", "MB/s",
                *zero_128k, at_least=0.8),
+        *store_ahead_rows(size),
         Target("read", "warm read from the block cache, 1 MiB requests, vs the cache's disk",
                "warm_root", "MB/s", "cache_disk", "dd of the cache's data file, page cache dropped",
                note="no target: what the disk under the cache allows"),
@@ -397,6 +421,26 @@ def targets(s: Settings, rss_worst: str) -> list[Target]:
         Target("scale", f"memory: daemon peak RSS, find over a {s.tree_entries:,}-entry tree",
                "tree_rss", "MB", below=500),
     ]
+
+
+def store_ahead_rows(size: str) -> list[Target]:
+    """Each read row without store-ahead, and the FUSE reads per GiB each made
+    beside the zero-work ceiling's at the same request size (every one of its
+    reads is a FUSE read)."""
+    rows = []
+    reads = [("cold", "root", "zero_1m", "1 MiB"), ("cold", "user", "zero_128k", "128 KiB"),
+             ("warm", "root", "zero_1m", "1 MiB"), ("warm", "user", "zero_128k", "128 KiB")]
+    for temp, who, zero, request in reads:
+        what = f"{temp} read {size}, {who}, {request} requests"
+        rows.append(Target("read", f"{what}, --no-store-ahead", f"{temp}_{who}_nostore",
+                           "MB/s", zero, f"zero-work pyfuse3, {request} requests",
+                           note="no target: what store-ahead changes"))
+        for off, how in (("", "store-ahead"), ("_nostore", "--no-store-ahead")):
+            rows.append(Target("read", f"{what}, {how}: FUSE reads per GiB",
+                               f"{temp}_{who}{off}_reads", "reads/GiB", f"{zero}_reads",
+                               f"zero-work pyfuse3, {request} requests",
+                               note="no target: fewer is better"))
+    return rows
 
 
 # -- the report -------------------------------------------------------------------------------

@@ -104,6 +104,10 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
                    help="offer the read-only extended attribute user.mime_type (the store's "
                         "content type); each ls -l then asks the daemon two per file "
                         "(default: off, and the kernel stops asking after the first)")
+    p.add_argument("--no-store-ahead", dest="store_ahead", action="store_false",
+                   help="keep blocks read ahead in the daemon until the kernel asks for "
+                        "them, instead of handing them to the kernel's page cache at once "
+                        "(slower reads; for a kernel or a host short of page cache)")
     p.add_argument("--log-level", default="INFO", type=str.upper,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="DEBUG, INFO, WARNING or ERROR, in any case (default INFO)")
@@ -225,6 +229,7 @@ def _mount_options(args: argparse.Namespace):
         write_back_delay=parse_duration(args.write_back_delay),
         stop_timeout=parse_duration(args.stop_timeout),
         log_level=args.log_level, xattrs=bool(args.xattrs),
+        store_ahead=bool(args.store_ahead),
         read_ahead=parse_size(args.read_ahead),
         log_file=Path(args.log_file) if args.log_file else None,
         foreground=bool(args.foreground))

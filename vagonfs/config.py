@@ -140,6 +140,7 @@ class MountOptions:
     stop_timeout: float = 30.0  # how long a signal waits for uploads (systemd kills at 90 s)
     log_level: str = "INFO"
     xattrs: bool = False  # user.mime_type, at the cost of two getxattr per file in ls -l
+    store_ahead: bool = True  # blocks read ahead go to the kernel's page cache too
     read_ahead: int = 1024 * 1024  # bytes; the kernel's FUSE read size, set when root
     log_file: Path | None = None
     foreground: bool = False

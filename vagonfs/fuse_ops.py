@@ -48,6 +48,9 @@ class FuseOperations(pyfuse3.Operations):
         # (SELinux label, ACL), which FUSE cannot cache as absent
         self.xattrs = xattrs
         self.requests = requests  # the kernel's requests so far, by operation
+        # the bytes FUSE reads were answered with, for ``vagonfs status``: what
+        # store-ahead spares shows here
+        self.read_bytes = 0
         fs.namespace.name_moved = self._drop_kernel_entry
 
     @staticmethod
@@ -165,7 +168,9 @@ class FuseOperations(pyfuse3.Operations):
 
     async def read(self, fh, off, size):
         with self._request("read"):
-            return await self.fs.read(fh, off, size)
+            data = await self.fs.read(fh, off, size)
+        self.read_bytes += len(data)
+        return data
 
     async def write(self, fh, off, buf):
         with self._request("write"):

@@ -44,6 +44,7 @@ import pyfuse3
 import trio
 
 from vagonfs import readahead, status
+from vagonfs.cache.reader import MAX_INFLIGHT_BYTES
 from vagonfs.cache.writeback import State
 from vagonfs.config import MountOptions
 from vagonfs.control_server import ControlServer, claim
@@ -52,6 +53,7 @@ from vagonfs.core.fs import Filesystem, FsOptions
 from vagonfs.core.links import LinkStore
 from vagonfs.errors import ConfigError, StoreError
 from vagonfs.fuse_ops import FuseOperations
+from vagonfs.kernel_pages import KernelPages
 from vagonfs.launcher import tell_parent
 from vagonfs.mounttable import is_mounted
 from vagonfs.remote.base import resolve
@@ -160,11 +162,13 @@ async def _serve(options: MountOptions) -> int:
         if not root_entry.is_dir:
             raise ConfigError(f"{options.subpath} is a file; mount a folder")
         async with trio.open_nursery() as nursery:
-            fs = Filesystem(store, root_entry, _fs_options(options), root, nursery)
+            # store-ahead's queue to the kernel is bounded as read-ahead is
+            pages = KernelPages(nursery, MAX_INFLIGHT_BYTES) if options.store_ahead else None
+            fs = Filesystem(store, root_entry, _fs_options(options), root, nursery, pages)
             await fs.start()
             if not options.delay_connect:
                 await _ask_capacity(fs)
-            daemon = _Daemon(fs, options, stats)
+            daemon = _Daemon(fs, options, stats, pages)
             await _serve_fuse(fs, daemon, options, control_socket, nursery)
     lock.close()
     left = [p for p in fs.writeback.all() if p.state is not State.LOST]  # lost: said once
@@ -199,8 +203,9 @@ async def _serve_fuse(fs: Filesystem, daemon: _Daemon, options: MountOptions,
     # before init: once mounted, even a stat of the mountpoint waits for
     # pyfuse3.main() to answer, and this thread would wait on itself
     await nursery.start(control.serve)
-    pyfuse3.init(FuseOperations(fs, options.xattrs, daemon.kernel_requests), mountpoint,
-                 _fuse_options(options))
+    operations = FuseOperations(fs, options.xattrs, daemon.kernel_requests)
+    daemon.operations = operations
+    pyfuse3.init(operations, mountpoint, _fuse_options(options))
     supervise.spawn(nursery, "read-ahead", readahead.raise_read_ahead, mountpoint,
                     options.read_ahead)
     log.info("mounted %s:%s on %s", options.remote.name, options.subpath, mountpoint)
@@ -223,6 +228,9 @@ async def _serve_fuse(fs: Filesystem, daemon: _Daemon, options: MountOptions,
                 log.info("unmounted from outside; uploading what is pending for at most "
                          "%g s", timeout)
                 await daemon.drain()
+            if daemon.pages is not None:  # unmounted from outside, or a second signal
+                with trio.move_on_after(FUSE_GRACE):  # its reads are answered no more
+                    await daemon.pages.stop()
             pyfuse3.close(unmount=not unmounted)
             fs.close()
             nursery.cancel_scope.cancel()
@@ -233,10 +241,13 @@ class _Daemon:
     comes first (``vagonfs unmount --timeout`` instead stays mounted when its
     own timeout comes first)."""
 
-    def __init__(self, fs: Filesystem, options: MountOptions, stats):
+    def __init__(self, fs: Filesystem, options: MountOptions, stats,
+                 pages: KernelPages | None):
         self.fs = fs
         self.options = options
         self.stats = stats
+        self.pages = pages
+        self.operations: FuseOperations | None = None  # once pyfuse3 has them
         self.stopping = False  # this daemon ended the FUSE loop (not fusermount -u)
         self.serving = False  # pyfuse3.main() runs: only then may it be terminated
         self.fuse_scope = trio.CancelScope()  # around pyfuse3.main(), for a signal's bound
@@ -257,7 +268,7 @@ class _Daemon:
             self.bound_by_stop_timeout()
         if not await self.drain(timeout) and timeout is not None:
             return False
-        self._end_fuse()
+        await self._end_fuse()
         return True
 
     async def sync(self, timeout: float | None) -> list[dict]:
@@ -314,15 +325,25 @@ class _Daemon:
 
     async def _stop_on_signal(self) -> None:
         await self.drain()
-        self._end_fuse()
+        await self._end_fuse()
 
-    def _end_fuse(self) -> None:
-        if self.serving and not self.stopping:
-            self.stopping = True
+    async def _end_fuse(self) -> None:
+        """Store-ahead ends first, while FUSE reads are still answered: a store
+        can wait for a page the kernel is reading through this daemon."""
+        if not self.serving or self.stopping:
+            return
+        self.stopping = True
+        if self.pages is not None:
+            await self.pages.stop()
+        if self.serving:
             pyfuse3.terminate()
             # a request waiting on the store (an fsync, a read) is not waited for long
             self.fuse_scope.deadline = trio.current_time() + FUSE_GRACE
 
     def status(self) -> dict:
+        kernel = {"fuse_reads": self.kernel_requests["read"],
+                  "fuse_read_bytes": self.operations.read_bytes if self.operations else 0}
+        if self.pages is not None:
+            kernel.update(self.pages.counts, page_cache_pending_bytes=self.pages.pending_bytes)
         return status.report(self.fs, self.options, self.stats, self.started,
-                             cache_root(self.options), self.kernel_requests)
+                             cache_root(self.options), self.kernel_requests, kernel)

@@ -31,7 +31,12 @@ def upload(fs: Filesystem, pending: Pending) -> dict:
 
 
 def report(fs: Filesystem, options: MountOptions, stats, started: float,
-           cache_dir: Path, kernel_requests: Mapping[str, int]) -> dict:
+           cache_dir: Path, kernel_requests: Mapping[str, int],
+           kernel: dict[str, int]) -> dict:
+    """``kernel_requests``: the kernel's requests by operation; ``kernel``: FUSE
+    reads answered (``fuse_reads``, ``fuse_read_bytes``) and what store-ahead
+    did (``page_cache_*``), counted since the mount, with the bytes it has yet
+    to hand over (``page_cache_pending_bytes``)."""
     uploads = [upload(fs, p) for p in fs.writeback.all()]
     return {
         "remote": options.remote.name, "type": options.remote.type,
@@ -43,6 +48,7 @@ def report(fs: Filesystem, options: MountOptions, stats, started: float,
                   "dir": str(cache_dir), "disk_full": fs.blocks.disk_full},
         "requests": stats.snapshot() if stats is not None else {},
         "kernel_requests": dict(kernel_requests),
+        "kernel": kernel,
     }
 
 
@@ -84,6 +90,7 @@ def text(status: dict) -> str:
     lines.append("kernel requests: " + (", ".join(
         f"{name} {count}" for name, count in sorted(status["kernel_requests"].items()))
         or "none"))
+    lines += [f"{name}: {value}" for name, value in sorted(status.get("kernel", {}).items())]
     return "\n".join(lines)
 
 

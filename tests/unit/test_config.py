@@ -78,10 +78,11 @@ def test_sizes_and_durations():
 def test_mount_options_from_o_and_long_options(config, tmp_path):
     argv = ["mount", "files:docs/", str(tmp_path), "--config", str(config),
             "-o", "ro,uid=1234,cache_max_size=1G,dir-cache-time=10s",
-            "-o", "allow_other,umask=077,no_xattrs"]
+            "-o", "allow_other,umask=077,no_xattrs,no_store_ahead"]
     options = _mount_options(build_parser().parse_args(argv))
     assert options.subpath == "docs"
     assert options.read_only and options.allow_other and not options.xattrs
+    assert not options.store_ahead
     assert options.uid == 1234 and options.umask == 0o077
     assert options.cache_max_size == 1024 ** 3 and options.dir_cache_time == 10
 

@@ -32,6 +32,7 @@ import functools
 import hashlib
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import cachetools
@@ -271,12 +272,14 @@ class BlockCache:
         await self.load_run([(block, length)])
         return self._hot.get(block)
 
-    async def load_run(self, blocks: list[tuple[BlockId, int]]) -> None:
+    async def load_run(self, blocks: list[tuple[BlockId, int]],
+                       loaded: Callable[[BlockId, Buffer], None] | None = None) -> None:
         """Blocks of one object (with their lengths) from disk into memory, in
         one worker-thread trip; each is in memory for its readers as soon as it
-        is read and checked. A read-ahead window of a cached file comes in one
-        trip: a trip per block cost the trio thread more than the reads. Blocks
-        not on disk or being loaded already are left out."""
+        is read and checked, and then given to ``loaded``, on the trio thread.
+        A read-ahead window of a cached file comes in one trip: a trip per
+        block cost the trio thread more than the reads. Blocks not on disk or
+        being loaded already are left out."""
         wanted: list[tuple[BlockId, int, int]] = []
         asked: dict[BlockId, tuple[int, int]] = {}  # the index entry each was read for
         for block, length in blocks:
@@ -299,6 +302,8 @@ class BlockCache:
             """On the trio thread, as each block is read."""
             if data is not None:
                 self._hot[block] = data
+                if loaded is not None:
+                    loaded(block, data)
             else:
                 self._drop_bad(block, asked[block], problem)
             self._loading.pop(block).set()

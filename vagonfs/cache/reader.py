@@ -23,6 +23,12 @@ yet received, counted in bytes so that a small file fetched ahead costs its
 size, not a block. A store that cannot serve ranges (``ranged_reads`` false)
 gets one run for the whole file.
 
+Blocks read ahead also go to the kernel's page cache for the handle's file
+(store-ahead, ``cache/store_ahead.py``), but for each window's middle block
+(its *tripwire*) and for blocks a FUSE read is already waiting for: the
+reader's FUSE read of the tripwire is how the cursor learns where a reader
+served by the page cache has got to.
+
 Runs are supervised tasks in the mount's nursery, shared by every handle on the
 same file version; a failed run wakes its waiters with the error and leaves the
 blocks missing, so the next read tries again. A failure is logged once per
@@ -34,13 +40,16 @@ a file stays here once its runs are over: a cursor lives in its handle, and
 
 from __future__ import annotations
 
+import collections
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cachetools
 import trio
 
 from vagonfs.cache.blocks import BLOCK_SIZE, BlockCache, Buffer, object_id
+from vagonfs.cache.store_ahead import KernelPages, StoreAhead
 from vagonfs.core import supervise
 from vagonfs.errors import RemoteIOError, StoreError
 from vagonfs.remote.base import Entry, Store
@@ -64,6 +73,10 @@ class ReadState:
     ahead_to: int = 0  # the first block the cursor's read-ahead has not asked for
     window: int = 1  # blocks in its next read-ahead GET
     runs: set[trio.CancelScope] = field(default_factory=set)
+    tripwires: set[int] = field(default_factory=set)  # blocks kept out of the page cache
+    # the inode whose page cache may take this handle's blocks read ahead, asked
+    # for each block (None: not now); None here: never (cache/store_ahead.py)
+    store_to: Callable[[], int | None] | None = None
 
 
 @dataclass(eq=False)
@@ -97,10 +110,15 @@ def _length(entry: Entry, index: int) -> int:
 class Reader:
     """Protects: the fetches in progress and the in-flight count; trio thread only."""
 
-    def __init__(self, store: Store, cache: BlockCache, nursery: trio.Nursery):
+    def __init__(self, store: Store, cache: BlockCache, nursery: trio.Nursery,
+                 pages: KernelPages | None = None):
         self._store = store
         self._cache = cache
         self._nursery = nursery
+        self.store_ahead = StoreAhead(pages)
+        # blocks FUSE reads wait for now: the kernel is reading their pages
+        # itself, so storing them would only copy them twice
+        self._awaited: collections.Counter[tuple[str, int]] = collections.Counter()
         self._fetches: dict[str, _Fetches] = {}
         self._inflight = 0
         self._logged: cachetools.LRUCache = cachetools.LRUCache(256)  # (object, message)
@@ -115,8 +133,16 @@ class Reader:
         self._start_missing(entry, obj, first, last)
         if self._follow(state, offset, end) and self._store.ranged_reads:
             self._read_ahead(entry, obj, state, last)
-        parts = [await self._block_bytes(entry, obj, index, offset, end)
-                 for index in range(first, last + 1)]
+        blocks = [(obj, index) for index in range(first, last + 1)]
+        self._awaited.update(blocks)
+        try:
+            parts = [await self._block_bytes(entry, obj, index, offset, end)
+                     for index in range(first, last + 1)]
+        finally:
+            self._awaited.subtract(blocks)
+            for block in blocks:
+                if self._awaited[block] <= 0:
+                    del self._awaited[block]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def prefetch(self, entry: Entry) -> bool:
@@ -145,6 +171,7 @@ class Reader:
             for scope in fetches.runs:
                 scope.cancel()
         self._cache.drop_object(obj)
+        self.store_ahead.forget(obj)
 
     # -- the cursor ----------------------------------------------------------------
 
@@ -176,11 +203,27 @@ class Reader:
         self._start_missing(entry, obj, start, start + count - 1, counted=True, cursor=state)
         cached = [((obj, index), _length(entry, index)) for index in range(start, start + count)
                   if self._cache.on_disk_only((obj, index))]
-        if cached:  # from disk to memory now
+        if cached:  # from disk to memory now, each block then to the kernel's page cache
             supervise.spawn(self._nursery, f"read {entry.name} from the cache",
-                            self._cache.load_run, cached)
+                            self._cache.load_run, cached,
+                            lambda block, data: self._offer(state, obj, block[1], data))
+        state.tripwires = {t for t in state.tripwires if t > last} | {start + count // 2}
+        for index in range(start, start + count):
+            if (data := self._cache.get((obj, index))) is not None:
+                self._offer(state, obj, index, data)
         state.ahead_to = start + count
         state.window = min(2 * state.window, MAX_WINDOW_BLOCKS)
+
+    def _offer(self, state: ReadState | None, obj: str, index: int, data: Buffer) -> None:
+        """Store-ahead, but for the window's middle block: a read the kernel
+        answers from its page cache never reaches this cursor, so that block
+        is left for a FUSE read, which moves the cursor on and asks for the
+        next window while half of this one is still ahead of the reader."""
+        if (state is not None and state.store_to is not None and index not in state.tripwires
+                and (obj, index) not in self._awaited):
+            ino = state.store_to()
+            if ino is not None:
+                self.store_ahead.offer(obj, ino, index, data)
 
     def _cancel(self, state: ReadState) -> None:
         for scope in state.runs:
@@ -287,7 +330,8 @@ class Reader:
         event = run.fetches.waiting.pop(run.next, None)
         if event is not None:
             event.set()
-        if run.counted:
+        if run.counted:  # read ahead of a reader, not asked by it
+            self._offer(run.cursor, run.obj, run.next, data)
             self._inflight -= _length(run.entry, run.next)
         run.next += 1
 

@@ -40,6 +40,7 @@ import trio
 
 from vagonfs.cache.blocks import BlockCache
 from vagonfs.cache.reader import Reader
+from vagonfs.cache.store_ahead import KernelPages
 from vagonfs.cache.spool import Spool
 from vagonfs.cache.writeback import State
 from vagonfs.core import links, supervise
@@ -89,12 +90,13 @@ class Filesystem:
     """Protects: nothing of its own beyond the parts it composes; trio-thread only."""
 
     def __init__(self, store: Store, root: Entry, options: FsOptions, cache_root: Path,
-                 nursery: trio.Nursery):
+                 nursery: trio.Nursery, pages: KernelPages | None = None):
+        """``pages``: the kernel's page cache, for store-ahead (None: off)."""
         self.store = store
         self.options = options
         self._nursery = nursery
         self.blocks = BlockCache(cache_root, options.cache_max_size)
-        self._reader = Reader(store, self.blocks, nursery)
+        self._reader = Reader(store, self.blocks, nursery, pages)
         self._folder_prefetch = FolderPrefetch(self._reader)
         self.namespace = Namespace(store, root, options.dir_cache_time, self._reader)
         self.inodes = self.namespace.inodes
@@ -235,7 +237,12 @@ class Filesystem:
         return self.handles.add(FileHandle(node, writable=True)), node
 
     async def open(self, ino: int, flags: int) -> tuple[int, bool]:
-        """Open a file; returns (handle, whether the kernel may keep its page cache)."""
+        """Open a file; returns (handle, whether the kernel may keep its page cache).
+
+        A read-only handle stores blocks read ahead in the kernel's page cache
+        (``cache/store_ahead.py``) while ``_store_to`` allows; an open for
+        writing, or of a version other than the one last opened, first has
+        what was stored dropped, so no page stored before is read after."""
         node = self.node(ino)
         if node.is_dir:
             raise IsADirectory(f"{self.inodes.path(node)} is a folder")
@@ -250,9 +257,33 @@ class Filesystem:
                                          self.namespace.listings.get(node.parent))
         keep = (node.dirty is None and node.entry is not None
                 and node.seen_version == node.entry.version)
+        if not keep:
+            await self._drop_pages(node)
+        handle = FileHandle(node, writable)
         if node.entry is not None:
             node.seen_version = node.entry.version
-        return self.handles.add(FileHandle(node, writable)), keep
+            if not writable:
+                handle.read_state.store_to = self._store_to(node, node.entry.version)
+        return self.handles.add(handle), keep
+
+    def _store_to(self, node: Node, version: str):
+        """Whether blocks of ``version`` may go to ``node``'s page cache now: it
+        is still the version on the store as last seen and opened here, with
+        nothing written, being written or deleted here."""
+        def store_to() -> int | None:
+            entry = node.entry
+            if (node.dirty is None and not node.unlinked and entry is not None
+                    and entry.version == version == node.seen_version
+                    and not self.handles.writing(node)):
+                return node.ino
+            return None
+        return store_to
+
+    async def _drop_pages(self, node: Node) -> None:
+        """What store-ahead put in ``node``'s page cache is gone when this returns."""
+        dropped = self._reader.store_ahead.drop(node.ino)
+        if dropped is not None:
+            await dropped.wait()
 
     async def read(self, fh: int, offset: int, size: int) -> bytes | memoryview:
         """Bytes of an open file: a slice of a cached block, not a copy."""
@@ -317,6 +348,7 @@ class Filesystem:
                 raise IsADirectory(f"{self.inodes.path(node)} is a folder")
             self.changes.check_writable(node)
             await self.writes.truncate(node, size)
+            await self._drop_pages(node)
         if mtime is not None or mode is not None:
             if node.is_dir:
                 return node  # folders carry no local attributes; times come from the store

@@ -1,0 +1,75 @@
+"""Store-ahead: blocks read ahead handed to the kernel's page cache.
+
+pyfuse3 answers each FUSE read on the trio thread with the GIL held, so
+reads that reach the daemon are capped by that hand-over however fast the
+bytes arrive. A page already in the kernel's page cache is read without a
+FUSE request, when the file's open kept the cache. So a block the reader has
+in memory ahead of a handle's position (received by read-ahead, or loaded
+from the block cache for it) is also given to the kernel for that file's
+inode, and the reader finds it there.
+
+What is stored, and when it is dropped, keeps the page cache to one version
+of a file, as the block cache is:
+
+- A handle stores only while its ``store_to`` names an inode: the core's
+  rule (``vagonfs.core.fs``), asked for each block, says whether the open
+  kept the cache and the file is still that version, with nothing written
+  here.
+- The inodes each object (a file version) was stored into are remembered;
+  when the reader forgets that version (a listing, a lookup or our own
+  upload found another, or the file was deleted), their pages are dropped
+  before anything more is stored for them.
+
+A page the kernel drops under memory pressure is simply read again through
+FUSE. Sending is the FUSE adapter's (``vagonfs.kernel_pages``): this layer
+knows it only as :class:`KernelPages`, and without one stores nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import cachetools
+import trio
+
+from vagonfs.cache.blocks import BLOCK_SIZE, Buffer
+
+
+class KernelPages(Protocol):
+    def store(self, ino: int, offset: int, data: Buffer) -> bool:
+        """Queue ``data`` for ``ino``'s page cache; False when it was refused."""
+
+    def drop(self, ino: int) -> trio.Event:
+        """Drop ``ino``'s page cache after what was queued; set once done."""
+
+
+class StoreAhead:
+    """Protects: which objects were stored into each inode; trio thread only.
+
+    That memory is kept for the ``REMEMBERED`` inodes stored into most
+    recently: stores still on their way are of those, and a page cache
+    forgotten here is dropped by the kernel itself when the file is next
+    opened (the open does not keep the cache of a file whose version changed)."""
+
+    REMEMBERED = 4096
+
+    def __init__(self, pages: KernelPages | None):
+        self._pages = pages
+        self._stored: cachetools.LRUCache[int, set[str]] = cachetools.LRUCache(self.REMEMBERED)
+
+    def offer(self, obj: str, ino: int, index: int, data: Buffer) -> None:
+        """Block ``index`` of ``obj`` is in memory ahead of a reader of ``ino``."""
+        if self._pages is not None and self._pages.store(ino, index * BLOCK_SIZE, data):
+            self._stored.setdefault(ino, set()).add(obj)
+
+    def forget(self, obj: str) -> None:
+        """That version is no more: the pages stored of it go."""
+        for ino in [i for i, objects in self._stored.items() if obj in objects]:
+            self.drop(ino)
+
+    def drop(self, ino: int) -> trio.Event | None:
+        """Drop what was stored for ``ino``; None when nothing was."""
+        if self._stored.pop(ino, None) is None:
+            return None
+        assert self._pages is not None  # nothing is stored without it
+        return self._pages.drop(ino)
