@@ -100,7 +100,10 @@ class KernelPages:
             self.counts["store_ahead_refused"] += 1
             return False
         self._queued_bytes += len(data)
-        self._queue.append(_Store(ino, self._generation[ino], offset, data))
+        # a view of its own: the block cache may give the view it holds back
+        # (``buffers.reuse`` releases that object) while this store waits, and
+        # a live view of ours keeps the buffer from being received into again
+        self._queue.append(_Store(ino, self._generation[ino], offset, memoryview(data)))
         if self._senders < _SENDERS:
             self._senders += 1
             supervise.spawn(self._nursery, "store ahead", self._send_queued)
