@@ -11,11 +11,15 @@ Read-ahead follows mountpoint-s3's prefetcher. Each open handle has a cursor
 (:class:`ReadState`). Once the handle has read half a block in order, the
 cursor streams ahead of it, and the window doubles (1, 2, 4 ...
 ``MAX_WINDOW_BLOCKS`` blocks) while reading stays in order; the next window is
-asked for when the reader is half-way into what is ahead. A window is asked
-as GETs of at most ``PART_BLOCKS`` blocks, side by side, as mountpoint-s3 and
+asked for when the reader is half-way into what is ahead. While one
+connection carries less than ``ONE_CONNECTION_ENOUGH``, a window is asked as
+GETs of at most ``PART_BLOCKS`` blocks, side by side, as mountpoint-s3 and
 gcsfuse split a read: over a real link one connection carries at most its
 TCP window a round trip (50 MB/s for 2 MiB at 40 ms), so one GET per window
-left most of the link idle. A read up to a block behind (the kernel reorders
+left most of the link idle. Where one connection carries more (loopback, a
+LAN), GETs of up to ``RUN_BLOCKS`` go one after another as before: there the
+split only added requests and threads on a CPU the read is bound by. What
+one connection carries is measured on each GET of a whole block or more. A read up to a block behind (the kernel reorders
 its own read-ahead) or skipping forward within what the cursor asked for
 keeps the cursor; any other seek resets it and cancels its runs. All cursors
 together keep at most ``MAX_INFLIGHT_BYTES`` of read-ahead asked for and not
@@ -57,7 +61,9 @@ from vagonfs.remote.base import Entry, Store
 log = logging.getLogger("vagonfs.read")
 
 MAX_WINDOW_BLOCKS = 32
-PART_BLOCKS = 4  # a GET's most, read-ahead's or a reader's own
+RUN_BLOCKS = 16  # a GET's most, read-ahead's or a reader's own
+PART_BLOCKS = 4  # a GET's most while one connection is slow
+ONE_CONNECTION_ENOUGH = 256e6  # bytes a second one GET brought: no need to split
 MAX_INFLIGHT_BYTES = 48 * BLOCK_SIZE  # below the hot set: read-ahead is still in memory when read
 # a first read, or a file manager sniffing a file's head, fetches only its own block
 IN_ORDER_AFTER = BLOCK_SIZE // 2
@@ -101,6 +107,7 @@ class _Run:
     cursor: ReadState | None
     next: int = 0
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    started: float = field(default_factory=trio.current_time)
 
 
 def _length(entry: Entry, index: int) -> int:
@@ -121,6 +128,9 @@ class Reader:
         self._awaited: collections.Counter[tuple[str, int]] = collections.Counter()
         self._fetches: dict[str, _Fetches] = {}
         self._inflight = 0
+        # whether one connection carries enough that a window needs no split;
+        # not until a GET has shown it
+        self._connection_enough = False
         self._logged: cachetools.LRUCache = cachetools.LRUCache(256)  # (object, message)
 
     async def read(self, entry: Entry, offset: int, size: int,
@@ -268,7 +278,8 @@ class Reader:
                     run = []
                 continue
             run.append(index)
-            if len(run) == PART_BLOCKS and ranged:
+            if len(run) == (RUN_BLOCKS if self._connection_enough else PART_BLOCKS) \
+                    and ranged:
                 self._launch(entry, obj, run[0], run[-1], counted, cursor)
                 run = []
         if run:
@@ -292,6 +303,7 @@ class Reader:
         try:
             with run.scope:
                 await self._receive(run)
+            self._measure(run)
         except Exception as exc:  # noqa: BLE001 - every failure goes to the waiters
             waited = any(run.fetches.waiting[index].statistics().tasks_waiting
                          for index in range(run.next, run.last + 1)
@@ -334,6 +346,13 @@ class Reader:
             self._offer(run.cursor, run.obj, run.next, data)
             self._inflight -= _length(run.entry, run.next)
         run.next += 1
+
+    def _measure(self, run: _Run) -> None:
+        """What one connection carried, from a GET of a whole block or more."""
+        size = min(run.entry.size, (run.last + 1) * BLOCK_SIZE) - run.first * BLOCK_SIZE
+        seconds = trio.current_time() - run.started
+        if size >= BLOCK_SIZE and seconds > 0:
+            self._connection_enough = size / seconds >= ONE_CONNECTION_ENOUGH
 
     def _finish(self, run: _Run) -> None:
         fetches = run.fetches
