@@ -45,6 +45,7 @@ a file stays here once its runs are over: a cursor lives in its handle, and
 from __future__ import annotations
 
 import collections
+import collections
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,7 +64,8 @@ log = logging.getLogger("vagonfs.read")
 MAX_WINDOW_BLOCKS = 32
 RUN_BLOCKS = 16  # a GET's most, read-ahead's or a reader's own
 PART_BLOCKS = 4  # a GET's most while one connection is slow
-ONE_CONNECTION_ENOUGH = 256e6  # bytes a second one GET brought: no need to split
+ONE_CONNECTION_ENOUGH = 128e6  # bytes a second (a gigabit) one GET brought: no need to split
+RATES_KEPT = 32  # GETs whose rate is remembered
 MAX_INFLIGHT_BYTES = 48 * BLOCK_SIZE  # below the hot set: read-ahead is still in memory when read
 # a first read, or a file manager sniffing a file's head, fetches only its own block
 IN_ORDER_AFTER = BLOCK_SIZE // 2
@@ -131,6 +133,7 @@ class Reader:
         # whether one connection carries enough that a window needs no split;
         # not until a GET has shown it
         self._connection_enough = False
+        self._rates: collections.deque[float] = collections.deque(maxlen=RATES_KEPT)
         self._logged: cachetools.LRUCache = cachetools.LRUCache(256)  # (object, message)
 
     async def read(self, entry: Entry, offset: int, size: int,
@@ -348,11 +351,15 @@ class Reader:
         run.next += 1
 
     def _measure(self, run: _Run) -> None:
-        """What one connection carried, from a GET of a whole block or more."""
+        """What one connection carried, from a GET of a whole block or more.
+        GETs side by side share the CPU and the link, so one GET's rate says
+        what a connection carries only at its best: the best of the last
+        ``RATES_KEPT`` is what counts."""
         size = min(run.entry.size, (run.last + 1) * BLOCK_SIZE) - run.first * BLOCK_SIZE
         seconds = trio.current_time() - run.started
         if size >= BLOCK_SIZE and seconds > 0:
-            self._connection_enough = size / seconds >= ONE_CONNECTION_ENOUGH
+            self._rates.append(size / seconds)
+            self._connection_enough = max(self._rates) >= ONE_CONNECTION_ENOUGH
 
     def _finish(self, run: _Run) -> None:
         fetches = run.fetches
