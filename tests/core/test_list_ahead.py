@@ -7,7 +7,7 @@ import trio
 import trio.testing
 
 from vagonfs.core.fs import Filesystem
-from vagonfs.core.inodes import ROOT_INODE
+from vagonfs.core.inodes import ROOT_INODE, Node
 from vagonfs.errors import RemoteIOError
 
 from .conftest import names, run_with_fs
@@ -23,6 +23,13 @@ def tree() -> MemoryStore:
         store.put(f"top/{name}/file", b"x")
         store.mkdirs(f"top/{name}/below")
     return store
+
+
+async def read_top(fs: Filesystem) -> Node:
+    """``ls top``: the folder looked up and read, as a reader does; its node."""
+    top = await fs.lookup(ROOT_INODE, "top")
+    await names(fs, top.ino)
+    return top
 
 
 async def settled() -> None:
@@ -49,8 +56,7 @@ def test_a_walk_lists_each_folder_once_and_the_window_slides_with_it(tmp_path):
     store = tree()
 
     async def body(fs: Filesystem) -> None:
-        top = await fs.lookup(ROOT_INODE, "top")
-        await names(fs, top.ino)
+        top = await read_top(fs)
         for name in SUBFOLDERS:  # as find goes: into each folder, then below it
             sub = await fs.lookup(top.ino, name)
             assert await names(fs, sub.ino) == ["below", "file"]
@@ -67,8 +73,7 @@ def test_a_subfolder_entered_while_its_listing_ahead_is_on_its_way_waits_for_it(
     gate = store.gate("list", key="top/d00")
 
     async def body(fs: Filesystem) -> None:
-        top = await fs.lookup(ROOT_INODE, "top")
-        await names(fs, top.ino)
+        top = await read_top(fs)
         await gate.reached.wait()
         sub = await fs.lookup(top.ino, "d00")
         async with trio.open_nursery() as nursery:
@@ -95,8 +100,7 @@ def test_a_listing_ahead_that_fails_is_not_kept_and_its_reader_asks_again(tmp_pa
     store.fail("list", RemoteIOError("page refused"), nth=2)  # d00's, the one ahead
 
     async def body(fs: Filesystem) -> None:
-        top = await fs.lookup(ROOT_INODE, "top")
-        await names(fs, top.ino)
+        top = await read_top(fs)
         await settled()
         assert store.calls["list"] == 1 + 1
         sub = await fs.lookup(top.ino, "d00")
@@ -112,8 +116,7 @@ def test_listing_ahead_off(tmp_path):
     store = tree()
 
     async def body(fs: Filesystem) -> None:
-        top = await fs.lookup(ROOT_INODE, "top")
-        await names(fs, top.ino)
+        top = await read_top(fs)
         await settled()
         assert store.calls["list"] == 1
         assert fs.list_ahead.started == 0
