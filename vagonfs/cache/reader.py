@@ -270,6 +270,7 @@ class Reader:
                        counted: bool = False, cursor: ReadState | None = None) -> None:
         """Start runs for the blocks in [first, last] neither cached nor coming."""
         ranged = self._store.ranged_reads
+        part = RUN_BLOCKS if self._connection_enough else PART_BLOCKS
         if not ranged:
             first, last = 0, max(0, -(-entry.size // BLOCK_SIZE) - 1)
         fetches = self._fetches.get(obj)
@@ -281,8 +282,7 @@ class Reader:
                     run = []
                 continue
             run.append(index)
-            if len(run) == (RUN_BLOCKS if self._connection_enough else PART_BLOCKS) \
-                    and ranged:
+            if len(run) == part and ranged:
                 self._launch(entry, obj, run[0], run[-1], counted, cursor)
                 run = []
         if run:

@@ -72,7 +72,7 @@ class ListAhead:
         self._walks: cachetools.LRUCache = cachetools.LRUCache(WALKS)  # folder ino -> _Walk
         self._queue: collections.deque[Node] = collections.deque()  # the next to list first
         self._in_flight = 0
-        self.started = 0  # listings fetched ahead so far (status, tests)
+        self.started = 0  # listings fetched ahead so far (what the tests count)
 
     def read(self, folder: Node, entries: Sequence[Entry]) -> None:
         """A reader has ``folder``'s listing: list its first subfolders, and
@@ -92,7 +92,7 @@ class ListAhead:
             walk = _Walk(subfolders, {node.name: i for i, node in enumerate(subfolders)})
             self._walks[folder.ino] = walk
             self._queue_to(walk, self._ahead)
-        self._start()
+        self._start()  # what waited for room (the cache was half full) goes now if it can
 
     def _queue_to(self, walk: _Walk, end: int) -> None:
         end = min(end, len(walk.folders))
