@@ -18,12 +18,13 @@ if TYPE_CHECKING:
     from vagonfs.cache.writeback import Pending
     from vagonfs.config import MountOptions
     from vagonfs.core.fs import Filesystem
+    from vagonfs.core.inodes import Node
 
 
-def upload(fs: Filesystem, pending: Pending) -> dict:
+def upload(fs: Filesystem, pending: Pending[Node]) -> dict:
     """One file not on the store yet, as ``status`` and ``sync`` show it."""
     return {
-        "path": fs.inodes.path(pending.node), "size": pending.spool.size,
+        "path": fs.inodes.path(pending.key), "size": pending.spool.size,
         "state": pending.state.value, "progress": pending.progress,
         "attempts": pending.attempts, "error": str(pending.error) if pending.error else None,
         "spool": str(pending.spool.path) if pending.state.value == "failed" else None,

@@ -307,11 +307,11 @@ def test_upload_all_answers_a_refusal_at_once_and_a_hang_at_its_timeout(tmp_path
     async def body(fs: Filesystem) -> None:
         refused = await write_file(fs, "refused", b"1")
         [failed] = await fs.writeback.upload_all()  # no timeout: the refusal is the answer
-        assert failed.node is refused and failed.state is State.FAILED
+        assert failed.key is refused and failed.state is State.FAILED
         gate = store.gate("upload", key="held")
         held_node = await write_file(fs, "held", b"2")
         left = await fs.writeback.upload_all(timeout=0.5)
-        assert [p.node for p in left] == [refused, held_node]
+        assert [p.key for p in left] == [refused, held_node]
         assert [p.state for p in left] == [State.FAILED, State.UPLOADING]
         assert gate.reached.is_set()
         gate.open()

@@ -40,10 +40,13 @@ States of a written file, and what a crash leaves at each::
   waits on each one's ``settled`` event, never polling: a retry replaces the
   event, so the wait goes on to the retry's outcome.
 
-The queue knows nothing of stores or paths: the filesystem core hands it an
-``upload`` coroutine, a ``path_of`` function and a ``clean`` one (the node's
-content is settled: the inode table drops a node the kernel has forgotten), so
-the data path does not reach back up.
+The queue knows nothing of stores, paths or inodes: it keys each file on an
+opaque, hashable key the filesystem core chose (its node), and the core hands it
+an ``upload`` coroutine, a ``path_of`` function (for logs and the journal) and a
+``changed`` callback, told the file's pending content when it has some and
+``None`` once it holds nothing of it (uploaded or dropped): the core sets and
+clears its own node state there, as rclone's vfs write-back reports through a
+callback on its opaque handle. Nothing here imports the core.
 """
 
 from __future__ import annotations
@@ -54,10 +57,10 @@ import heapq
 import itertools
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Generic, TypeVar
 
 import trio
 
@@ -66,9 +69,6 @@ from vagonfs.cache.spool import Spool, SpoolFiles
 from vagonfs.core import supervise
 from vagonfs.errors import (FileTooLarge, InvalidName, LocalCopyLost, NoSpace,
                             PermissionDenied, ReadOnly, StoreError)
-
-if TYPE_CHECKING:  # the core imports this module; at run time, never back
-    from vagonfs.core.inodes import Node
 
 log = logging.getLogger("vagonfs.upload")
 
@@ -86,9 +86,12 @@ class State(enum.Enum):
     SYNCED = "synced"  # on the store; the spool kept while a writer has the file open
 
 
+K = TypeVar("K", bound=Hashable)  # the core's key for a file: compared by identity or value
+
+
 @dataclass(eq=False)
-class Pending:
-    node: Node
+class Pending(Generic[K]):
+    key: K
     spool: Spool
     state: State = State.OPEN
     due: float = math.inf
@@ -98,7 +101,7 @@ class Pending:
     replaces: str = ""  # the version this content was made from, its base ("" new here)
     settled: trio.Event = field(default_factory=trio.Event)
     writing: bool = True  # a writer still has the file open (until ``closed``)
-    after: Pending | None = None  # an older upload of the file, to land first
+    after: Pending[K] | None = None  # an older upload of the file, to land first
 
     @property
     def uploaded(self) -> bool:
@@ -107,25 +110,24 @@ class Pending:
 
 
 # uploads a pending content; answers the version it left on the store (None: nothing sent)
-UploadFn = Callable[[Pending, Callable[[int], None]], Awaitable["str | None"]]
+UploadFn = Callable[[Pending[K], Callable[[int], None]], Awaitable["str | None"]]
 
 
-class WriteBack:
-    """Protects: the pending map (node -> Pending; a node is hashed by
-    identity); trio-thread only."""
+class WriteBack(Generic[K]):
+    """Protects: the pending map (key -> Pending); trio-thread only."""
 
-    def __init__(self, root: Path, delay: float, upload: UploadFn,
-                 path_of: Callable[[Node], str], clean: Callable[[Node], None]):
+    def __init__(self, root: Path, delay: float, upload: UploadFn[K],
+                 path_of: Callable[[K], str], changed: Callable[[K, Pending[K] | None], None]):
         self.spools = SpoolFiles(root / "spool")
         self._journal = Journal(root / "journal")
         self._delay = delay
         self._upload = upload
         self._path_of = path_of
-        self._clean = clean  # the node's content is settled: the inode table may drop it
-        self._pending: dict[Node, Pending] = {}
+        self._changed = changed  # the key's pending content, or None: it holds nothing
+        self._pending: dict[K, Pending[K]] = {}
         # (due, tie-breaker, pending) of every queueing, earliest first; an entry
         # whose pending has moved on since is dropped when it comes to the top
-        self._queue: list[tuple[float, int, Pending]] = []
+        self._queue: list[tuple[float, int, Pending[K]]] = []
         self._queued_count = itertools.count()
         self._wakeup = trio.Event()
         self._slots = trio.Semaphore(MAX_PARALLEL_UPLOADS)
@@ -134,56 +136,56 @@ class WriteBack:
 
     # -- what the filesystem tells the queue --------------------------------
 
-    def get(self, node: Node) -> Pending | None:
-        return self._pending.get(node)
+    def get(self, key: K) -> Pending[K] | None:
+        return self._pending.get(key)
 
-    def opened(self, node: Node, spool: Spool, replaces: str = "", *,
-               after: Pending | None = None, synced: bool = False) -> Pending:
-        """``node`` now has local content in ``spool`` that is newer than the
+    def opened(self, key: K, spool: Spool, replaces: str = "", *,
+               after: Pending[K] | None = None, synced: bool = False) -> Pending[K]:
+        """``key`` now has local content in ``spool`` that is newer than the
         store's; or, ``synced``, the store's own content, opened for writing
         (it uploads only once written to)."""
-        old = self._pending.get(node)
+        old = self._pending.get(key)
         if old is not None and old.spool is not spool and old.state is not State.UPLOADING:
             self._drop_record(old)
             old.spool.discard()
-        pending = Pending(node, spool, replaces=replaces, after=after)
+        pending = Pending(key, spool, replaces=replaces, after=after)
         if synced:
             pending.state = State.SYNCED
-        self._pending[node] = pending
-        node.dirty = pending
+        self._pending[key] = pending
+        self._changed(key, pending)
         return pending
 
-    def writer_opened(self, node: Node) -> None:
+    def writer_opened(self, key: K) -> None:
         """One more writer opened the file: keep its spool while it is open."""
-        self._pending[node].writing = True
+        self._pending[key].writing = True
 
-    async def reopen(self, node: Node, landed_version: str) -> Pending:
+    async def reopen(self, key: K, landed_version: str) -> Pending[K]:
         """More writes to a file that is queued, uploading, synced, failed or
         lost: its content is ``open`` again. While an upload still reads the
         spool, the writes go to a copy, uploaded after that upload settles.
         A lost file's content is gone for good: the writes start an empty
         spool. ``landed_version`` is the store's version of the file now,
         which a synced file's next content replaces."""
-        pending = self._pending[node]
+        pending = self._pending[key]
         if pending.state is State.OPEN:
             return pending
         if pending.state is State.LOST:
-            return self.opened(node, self.spools.new(), pending.replaces)
+            return self.opened(key, self.spools.new(), pending.replaces)
         if pending.state is State.UPLOADING:
-            path = self._path_of(node)
+            path = self._path_of(key)
             try:
                 spool = await pending.spool.copy()
             except Exception as exc:  # noqa: BLE001 - a full disk is the writer's ENOSPC
                 raise supervise.failure(f"copy of {path} to write while it uploads",
                                         exc, logger=log) from None
-            if self._pending.get(node) is not pending:  # changed while copying
+            if self._pending.get(key) is not pending:  # changed while copying
                 spool.discard()
-                return await self.reopen(node, landed_version)
-            return self.opened(node, spool, pending.replaces, after=pending)
+                return await self.reopen(key, landed_version)
+            return self.opened(key, spool, pending.replaces, after=pending)
         replaces = landed_version if pending.state is State.SYNCED else pending.replaces
-        return self.opened(node, pending.spool, replaces, after=pending.after)
+        return self.opened(key, pending.spool, replaces, after=pending.after)
 
-    def flushed(self, node: Node) -> None:
+    def flushed(self, key: K) -> None:
         """A ``close(2)``: journal the file, so a killed daemon loses nothing.
 
         No ``fsync`` here, as on a local disk: the spool and the record are in
@@ -191,16 +193,16 @@ class WriteBack:
         reboot; the one call that promises more, ``fsync``, waits for the
         store itself (``upload_now``).
         """
-        pending = self._pending.get(node)
+        pending = self._pending.get(key)
         if pending is None or pending.state is State.SYNCED:
             return
         if pending.state in (State.FAILED, State.LOST) and pending.error is not None:
             raise pending.error
         self._write_record(pending)
 
-    def closed(self, node: Node) -> None:
+    def closed(self, key: K) -> None:
         """The last writer closed: upload after the write-back delay."""
-        pending = self._pending.get(node)
+        pending = self._pending.get(key)
         if pending is None:
             return
         pending.writing = False
@@ -210,12 +212,12 @@ class WriteBack:
             self._last_close = trio.current_time()
             self._queue_at(pending, self._last_close + self._delay)
 
-    async def upload_now(self, node: Node) -> None:
+    async def upload_now(self, key: K) -> None:
         """``fsync``: upload at once and return when the store confirmed it."""
-        pending = self._pending.get(node)
+        pending = self._pending.get(key)
         if pending is None or pending.state is State.SYNCED:
             return
-        self.flushed(node)
+        self.flushed(key)
         if pending.state in (State.OPEN, State.QUEUED):
             pending.error = None
             self._start(pending)
@@ -223,36 +225,36 @@ class WriteBack:
         if pending.error is not None:
             raise pending.error
 
-    async def landed(self, node: Node) -> None:
-        """Until an upload of ``node`` under way has settled: a change that acts
+    async def landed(self, key: K) -> None:
+        """Until an upload of ``key`` under way has settled: a change that acts
         on the store's file (a delete, a rename, a create over it) acts on
         what landed, and content that replaces it is made from that version."""
-        pending = self._pending.get(node)
+        pending = self._pending.get(key)
         if pending is not None and pending.state is State.UPLOADING:
             await pending.settled.wait()
 
-    def moved(self, node: Node) -> None:
+    def moved(self, key: K) -> None:
         """The file was renamed before its upload: record the new path."""
-        pending = self._pending.get(node)
+        pending = self._pending.get(key)
         if pending is not None and pending.state not in (State.OPEN, State.SYNCED):
             self._write_record(pending)
 
-    def discard(self, node: Node) -> None:
+    def discard(self, key: K) -> None:
         """The file was deleted: drop its pending content."""
-        pending = self._pending.pop(node, None)
+        pending = self._pending.pop(key, None)
         if pending is None:
             return
         self._drop_record(pending)
         if pending.state is not State.UPLOADING:
             pending.spool.discard()
         pending.settled.set()
-        self._clean(node)
+        self._changed(key, None)
 
-    def all(self) -> list[Pending]:
+    def all(self) -> list[Pending[K]]:
         """What is not on the store yet."""
         return [p for p in self._pending.values() if p.state is not State.SYNCED]
 
-    async def upload_all(self, timeout: float | None = None) -> list[Pending]:
+    async def upload_all(self, timeout: float | None = None) -> list[Pending[K]]:
         """Upload everything pending now, without the write-back delay
         (``vagonfs sync``, unmount), and wait until the store confirmed or
         refused each; what is not uploaded when they all settled or
@@ -282,20 +284,20 @@ class WriteBack:
 
     # -- the journal ---------------------------------------------------------
 
-    def _write_record(self, pending: Pending) -> None:
+    def _write_record(self, pending: Pending[K]) -> None:
         """Raises the errno for the ``close``/``fsync`` that waits (ENOSPC when
         the cache disk is full), logged once; the spool itself is kept."""
-        path = self._path_of(pending.node)
+        path = self._path_of(pending.key)
         try:
             self._journal.record(path, pending.spool, pending.replaces)
         except OSError as exc:
             raise supervise.failure(f"journal record of {path}", exc, logger=log) from None
 
-    def _drop_record(self, pending: Pending) -> None:
+    def _drop_record(self, pending: Pending[K]) -> None:
         try:
             self._journal.close(pending.spool)
         except OSError as exc:  # the next mount uploads the file again: harmless
-            supervise.failure(f"closing the journal record of {self._path_of(pending.node)}",
+            supervise.failure(f"closing the journal record of {self._path_of(pending.key)}",
                               exc, logger=log)
 
     def recovered(self) -> list[tuple[str, Spool, str]]:
@@ -318,7 +320,7 @@ class WriteBack:
                 with trio.move_on_at(self._start_due()):
                     await self._wakeup.wait()
 
-    def _queue_at(self, pending: Pending, due: float) -> None:
+    def _queue_at(self, pending: Pending[K], due: float) -> None:
         pending.state, pending.due = State.QUEUED, due
         heapq.heappush(self._queue, (due, next(self._queued_count), pending))
         self._wakeup.set()
@@ -334,7 +336,7 @@ class WriteBack:
         while self._queue:
             due, _, pending = self._queue[0]
             if (pending.state is not State.QUEUED or pending.due != due
-                    or self._pending.get(pending.node) is not pending):
+                    or self._pending.get(pending.key) is not pending):
                 heapq.heappop(self._queue)  # started, rewritten or deleted since
                 continue
             starts = self._starts_at(pending)
@@ -344,7 +346,7 @@ class WriteBack:
             self._start(pending)
         return math.inf
 
-    def _starts_at(self, pending: Pending) -> float:
+    def _starts_at(self, pending: Pending[K]) -> float:
         """When a queued upload starts: its delay after its close, held while
         other files are still being closed on the mount (a copy under way),
         at most ``HOLD_MAX`` longer. The copy's requests and the uploads share
@@ -359,15 +361,15 @@ class WriteBack:
             return pending.due
         return max(pending.due, min(self._last_close + self._delay, pending.due + HOLD_MAX))
 
-    def _start(self, pending: Pending) -> None:
+    def _start(self, pending: Pending[K]) -> None:
         if self._nursery is None:
             raise RuntimeError("an upload started before the write-back queue runs")
         pending.state, pending.due = State.UPLOADING, math.inf
-        path = self._path_of(pending.node)
+        path = self._path_of(pending.key)
         supervise.spawn(self._nursery, f"upload of {path}", self._upload_one, pending, path)
 
-    async def _upload_one(self, pending: Pending, path: str) -> None:
-        node = pending.node
+    async def _upload_one(self, pending: Pending[K], path: str) -> None:
+        key = pending.key
         if pending.after is not None:  # an older content of this file lands first
             await pending.after.settled.wait()
             pending.after = None
@@ -401,7 +403,7 @@ class WriteBack:
         self._drop_record(pending)
         if version is not None:
             self._rebase_newer(pending, version)
-        if self._pending.get(node) is not pending:  # rewritten or deleted meanwhile
+        if self._pending.get(key) is not pending:  # rewritten or deleted meanwhile
             pending.spool.discard()
         elif pending.writing:
             pending.state = State.SYNCED
@@ -409,12 +411,12 @@ class WriteBack:
             self._done(pending)
         pending.settled.set()
 
-    def _rebase_newer(self, landed: Pending, version: str) -> None:
+    def _rebase_newer(self, landed: Pending[K], version: str) -> None:
         """Content written while ``landed`` uploaded (copy on write) was made
         from it: its base is the version that upload left on the store, so our
         own successive uploads of a file are never conflicts, after a replay of
         the journal too."""
-        newer = self._pending.get(landed.node)
+        newer = self._pending.get(landed.key)
         if newer is None or newer.after is not landed:
             return
         newer.replaces = version
@@ -422,20 +424,20 @@ class WriteBack:
             with contextlib.suppress(StoreError):  # logged once; a replay keeps a copy beside
                 self._write_record(newer)
 
-    def _done(self, pending: Pending) -> None:
+    def _done(self, pending: Pending[K]) -> None:
         """The store has this content and no writer has the file open."""
-        del self._pending[pending.node]
+        del self._pending[pending.key]
         pending.spool.discard()
-        self._clean(pending.node)
+        self._changed(pending.key, None)
 
-    def _failed(self, pending: Pending, path: str, exc: Exception) -> None:
+    def _failed(self, pending: Pending[K], path: str, exc: Exception) -> None:
         if isinstance(exc, StoreError):
             error, told = exc, exc.logged
         else:  # a bug or the local disk: one line with the traceback at debug
             error, told = supervise.failure(f"upload of {path}", exc, logger=log), True
         pending.error = error
         error.logged = True  # told below; an fsync that returns it need not repeat it
-        if self._pending.get(pending.node) is not pending:  # deleted or rewritten meanwhile
+        if self._pending.get(pending.key) is not pending:  # deleted or rewritten meanwhile
             pending.spool.discard()
             pending.settled.set()
             return

@@ -2,8 +2,8 @@
 
 A file's node lives while the kernel holds a reference to it (lookup count
 above zero), while a file handle is open on it, or while it holds data not
-yet on the store; :meth:`InodeTable.forget` (or ``clean``, once the upload
-settles) drops it after that. A folder's
+yet on the store; :meth:`InodeTable.forget` (or ``set_dirty``, once the
+upload settles) drops it after that. A folder's
 node lives as long as it is in its place (see ``_maybe_drop``); once
 deleted, with everything below it, while referenced. A dropped node is told to ``dropped``, so
 what hangs off its number (a folder's listing) goes with it. A number is
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar, overload
 
 from vagonfs.remote.base import Entry
 
-if TYPE_CHECKING:  # the write-back queue imports this module; at run time, not back
+if TYPE_CHECKING:  # the upload queue's record; only its type, as the queue knows no node
     from vagonfs.cache.writeback import Pending
 
 ROOT_INODE = 1  # what FUSE calls the mount's root
@@ -41,7 +41,7 @@ class _Rare:
     def __init__(self) -> None:
         self.open_handles = 0
         self.stale = False
-        self.dirty: Pending | None = None
+        self.dirty: Pending[Node] | None = None
         self.unlinked = False
         self.local_mtime: float | None = None
         self.mtime_set = False
@@ -85,12 +85,12 @@ class Node:
     ``entry`` is the store's view as last seen (None for a file that exists
     only locally, not yet uploaded). ``stale`` marks an entry whose store key
     no longer holds (its folder was moved): it is looked up again before use.
-    ``dirty`` is set by the write-back layer while local content is newer than
-    the store's; ``local_mtime``/``local_mode`` are attributes set here on
+    ``dirty`` is the pending upload while local content is newer than the
+    store's (set from the upload queue's callback, ``InodeTable.set_dirty``); ``local_mtime``/``local_mode`` are attributes set here on
     content not yet uploaded (moved to LocalAttrs after), ``mtime_set`` says
     ``local_mtime`` came from utimens, not from a write; ``seen_version`` is
     the version at the last open (may the kernel keep its page cache?).
-    A node is compared and hashed by identity: the write-back queue keys on it.
+    A node is compared and hashed by identity: the upload queue keys on it.
     """
 
     __slots__ = ("ino", "parent", "name", "is_dir", "entry", "lookups", "_rare")
@@ -107,7 +107,7 @@ class Node:
 
     open_handles = _RareField[int]()
     stale = _RareField[bool]()
-    dirty = _RareField["Pending | None"]()
+    dirty = _RareField["Pending[Node] | None"]()
     unlinked = _RareField[bool]()
     local_mtime = _RareField[float | None]()
     mtime_set = _RareField[bool]()
@@ -228,12 +228,14 @@ class InodeTable:
         node.open_handles -= 1
         self._maybe_drop(node)
 
-    def clean(self, node: Node) -> None:
-        """The write-back queue holds nothing of ``node`` any more (uploaded or
-        dropped): a node the kernel forgot meanwhile goes now, or it would stay
-        for the life of the mount."""
-        node.dirty = None
-        self._maybe_drop(node)
+    def set_dirty(self, node: Node, pending: Pending[Node] | None) -> None:
+        """The upload queue's word on ``node``: its pending content, or None once
+        the queue holds nothing of it any more (uploaded or dropped); then a
+        node the kernel forgot meanwhile goes, or it would stay for the life
+        of the mount."""
+        node.dirty = pending
+        if pending is None:
+            self._maybe_drop(node)
 
     # -- the indexes ---------------------------------------------------------
 

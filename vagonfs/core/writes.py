@@ -37,8 +37,9 @@ class Writes:
         self._reader = reader
         self._attrs = attrs
         self.conflicts = Conflicts(store)
-        self.queue = WriteBack(cache_root, delay, self._upload, namespace.inodes.path,
-                               namespace.inodes.clean)
+        self.queue: WriteBack[Node] = WriteBack(cache_root, delay, self._upload,
+                                                namespace.inodes.path,
+                                                namespace.inodes.set_dirty)
 
     def check_size(self, size: int) -> None:
         limit = self.store.capabilities.max_file_size
@@ -82,10 +83,10 @@ class Writes:
             spool.discard()
             raise
 
-    async def _reopen(self, node: Node) -> Pending:
+    async def _reopen(self, node: Node) -> Pending[Node]:
         return await self.queue.reopen(node, landed_version(node))
 
-    async def write(self, node: Node, pending: Pending, offset: int, data: bytes) -> int:
+    async def write(self, node: Node, pending: Pending[Node], offset: int, data: bytes) -> int:
         self.check_size(offset + len(data))
         if pending.state is not State.OPEN:  # after an fsync: the file is still open
             pending = await self._reopen(node)
@@ -105,13 +106,13 @@ class Writes:
             self.queue.flushed(node)
             self.queue.closed(node)
 
-    async def _upload(self, pending: Pending, progress) -> str | None:
+    async def _upload(self, pending: Pending[Node], progress) -> str | None:
         """The write-back queue's upload: put the spool on the store under the
         node's current name, or beside it when the store's file is no longer
         the version this content was made from (``vagonfs.core.conflicts``;
         the node then is the copy, the name shows the store's file); then make
         the node show the store's new entry. Answers that entry's version."""
-        node, spool = pending.node, pending.spool
+        node, spool = pending.key, pending.spool
         if node.unlinked:
             return None
         parent = self._namespace.node(node.parent)
