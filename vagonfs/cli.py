@@ -258,7 +258,8 @@ def _mount(args: argparse.Namespace) -> int:
 
         return launcher.launch_background(_daemon_argv(args), log_file,
                                           parse_duration(args.mount_timeout))
-    from vagonfs import logs, mount
+    from vagonfs import mount
+    from vagonfs.runtime import logs
 
     logs.setup(options.log_level, options.log_file)
     return mount.run(options)

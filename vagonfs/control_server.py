@@ -21,7 +21,7 @@ from pathlib import Path
 import trio
 
 from vagonfs import control
-from vagonfs.core import supervise
+from vagonfs.runtime import supervise
 from vagonfs.errors import ConfigError
 
 log = logging.getLogger("vagonfs.mount")

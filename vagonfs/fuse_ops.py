@@ -4,7 +4,7 @@ pyfuse3 ends the whole mount on any exception other than ``FUSEError``, so
 every handler runs inside :meth:`FuseOperations._request`, the one place where a
 ``StoreError`` becomes its errno and anything unexpected becomes EIO (or the
 cache disk's ENOSPC) with one log line, as background work does
-(``vagonfs.core.supervise``). It also counts the kernel's requests by
+(``vagonfs.runtime.supervise``). It also counts the kernel's requests by
 operation (``vagonfs status --json``: what a tool's walk of the mount really
 asks). Nothing here decides filesystem behaviour; that is ``vagonfs.core.fs``,
 down to how long the kernel may keep each answer.
@@ -21,7 +21,8 @@ from contextlib import aclosing, contextmanager
 import pyfuse3
 
 from vagonfs.cache.blocks import BLOCK_SIZE
-from vagonfs.core import links, supervise
+from vagonfs.core import links
+from vagonfs.runtime import supervise
 from vagonfs.core.fs import Attributes, Filesystem
 from vagonfs.core.inodes import Node
 from vagonfs.errors import StoreError

@@ -47,9 +47,9 @@ from typing import TypeVar
 import pyfuse3
 import trio
 
-from vagonfs import threads
+from vagonfs.runtime import threads
 from vagonfs.cache.blocks import Buffer
-from vagonfs.core import supervise
+from vagonfs.runtime import supervise
 
 log = logging.getLogger("vagonfs.fuse")
 

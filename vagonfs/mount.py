@@ -48,7 +48,7 @@ from vagonfs.cache.reader import MAX_INFLIGHT_BYTES
 from vagonfs.cache.writeback import State
 from vagonfs.config import MountOptions
 from vagonfs.control_server import ControlServer, claim
-from vagonfs.core import supervise
+from vagonfs.runtime import supervise
 from vagonfs.core.fs import Filesystem, FsOptions
 from vagonfs.core.links import LinkStore
 from vagonfs.errors import ConfigError, StoreError

@@ -21,7 +21,7 @@ import logging
 import os
 from pathlib import Path
 
-from vagonfs import threads
+from vagonfs.runtime import threads
 
 log = logging.getLogger("vagonfs.mount")
 

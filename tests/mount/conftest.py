@@ -69,7 +69,7 @@ def pytest_runtest_makereport(item, call):
 
 
 _CALL_FAILED = pytest.StashKey[bool]()
-# a record as vagonfs/logs.py writes it: "<date> <time> LEVEL logger: message"
+# a record as vagonfs/runtime/logs.py writes it: "<date> <time> LEVEL logger: message"
 _RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 # how supervise.failure words an exception nobody expected
 _UNEXPECTED = re.compile(r": unexpected [A-Za-z_][\w.]*: ")

@@ -16,7 +16,8 @@ import trio
 
 from vagonfs.errors import (AlreadyExists, CrossDevice, InvalidName, NotFound,
                             PermissionDenied, ReadOnly, RemoteIOError)
-from vagonfs.remote import buffers, vagon_links
+from vagonfs.remote import vagon_links
+from vagonfs.runtime import buffers
 from vagonfs.remote.vagon import VagonKey
 from vagonfs.remote.vagon_upload import MiB
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ctypes
 
-from vagonfs.remote import buffers
-from vagonfs.remote.buffers import RECEIVE_SIZE
+from vagonfs.runtime import buffers
+from vagonfs.runtime.buffers import RECEIVE_SIZE
 
 
 def _address(view: memoryview) -> int:

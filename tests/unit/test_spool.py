@@ -19,7 +19,7 @@ import trio
 from vagonfs.cache import spool as spool_module
 from vagonfs.cache.spool import Spool, SpoolFiles
 from vagonfs.errors import LocalDiskError
-from vagonfs.remote import buffers
+from vagonfs.runtime import buffers
 
 MiB = 1024 * 1024
 

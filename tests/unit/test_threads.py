@@ -10,7 +10,7 @@ import threading
 import pytest
 import trio
 
-from vagonfs import threads
+from vagonfs.runtime import threads
 
 
 def test_the_result_and_the_exception_come_back_to_the_caller():

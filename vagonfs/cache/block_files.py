@@ -45,7 +45,7 @@ from pathlib import Path
 
 import xxhash
 
-from vagonfs.remote.buffers import ALIGN, aligned_buffer, open_direct
+from vagonfs.runtime.buffers import ALIGN, aligned_buffer, open_direct
 
 
 BLOCK_SIZE = 1024 * 1024

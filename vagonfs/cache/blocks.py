@@ -38,10 +38,10 @@ from pathlib import Path
 import cachetools
 import trio
 
-from vagonfs import threads
+from vagonfs.runtime import threads
 from vagonfs.cache import block_files
 from vagonfs.cache.block_files import BLOCK_SIZE, BlockId, Buffer
-from vagonfs.remote import buffers
+from vagonfs.runtime import buffers
 
 log = logging.getLogger("vagonfs.cache")
 

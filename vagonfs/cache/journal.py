@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 
 from vagonfs.cache.spool import Spool, SpoolFiles
-from vagonfs.core import supervise
+from vagonfs.runtime import supervise
 
 log = logging.getLogger("vagonfs.upload")
 

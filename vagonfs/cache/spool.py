@@ -42,11 +42,11 @@ from pathlib import Path
 
 import trio
 
-from vagonfs import threads
+from vagonfs.runtime import threads
 from vagonfs.cache.write_behind import WriteBehind
-from vagonfs.core import supervise
+from vagonfs.runtime import supervise
 from vagonfs.errors import LocalCopyLost
-from vagonfs.remote import buffers
+from vagonfs.runtime import buffers
 
 log = logging.getLogger("vagonfs.cache")
 

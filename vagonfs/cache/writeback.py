@@ -66,7 +66,7 @@ import trio
 
 from vagonfs.cache.journal import Journal
 from vagonfs.cache.spool import Spool, SpoolFiles
-from vagonfs.core import supervise
+from vagonfs.runtime import supervise
 from vagonfs.errors import (FileTooLarge, InvalidName, LocalCopyLost, NoSpace,
                             PermissionDenied, ReadOnly, StoreError)
 

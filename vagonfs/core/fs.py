@@ -43,7 +43,8 @@ from vagonfs.cache.reader import Reader
 from vagonfs.cache.store_ahead import KernelPages
 from vagonfs.cache.spool import Spool
 from vagonfs.cache.writeback import State
-from vagonfs.core import links, supervise
+from vagonfs.core import links
+from vagonfs.runtime import supervise
 from vagonfs.core.attrs import LocalAttrs
 from vagonfs.core.changes import Changes
 from vagonfs.core.folder_prefetch import FolderPrefetch

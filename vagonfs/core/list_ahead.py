@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import cachetools
 import trio
 
-from vagonfs.core import supervise
+from vagonfs.runtime import supervise
 from vagonfs.core.inodes import Node
 from vagonfs.core.namespace import Namespace
 from vagonfs.errors import StoreError

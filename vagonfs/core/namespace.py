@@ -24,7 +24,7 @@ from contextlib import aclosing
 import cachetools
 
 from vagonfs.cache.reader import Reader
-from vagonfs.core import supervise
+from vagonfs.runtime import supervise
 from vagonfs.core.inodes import ROOT_INODE, InodeTable, Node
 from vagonfs.core.listings import Listings
 from vagonfs.errors import (ListingChanged, NotADirectory, NotEmpty, NotFound, PermissionDenied,

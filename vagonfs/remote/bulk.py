@@ -41,9 +41,9 @@ import httpx
 import outcome
 import trio
 
-from vagonfs import threads
+from vagonfs.runtime import threads
 from vagonfs.errors import LocalCopyLost, RemoteIOError
-from vagonfs.remote import buffers
+from vagonfs.runtime import buffers
 
 # an idle connection older than this may have been closed by the server: not reused
 _IDLE_EXPIRY = 20.0

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from vagonfs import threads
+from vagonfs.runtime import threads
 from vagonfs.errors import PermissionDenied, RemoteIOError, StoreError, error_for_status
 from vagonfs.remote import signing, vagon_paging
 from vagonfs.remote.failures import describe

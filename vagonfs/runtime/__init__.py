@@ -1,0 +1,1 @@
+"""Runtime pieces every layer uses: supervision, worker threads, buffers, logging."""
