@@ -28,11 +28,11 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vagonfs import control  # noqa: E402
+from vagonfs.control import channel  # noqa: E402
 from vagonfs.config import Remote  # noqa: E402
 from vagonfs.emulator.process import EmulatorProcess  # noqa: E402
 from vagonfs.remote.factory import open_store  # noqa: E402
-from vagonfs.remote.vagon import VagonStore  # noqa: E402
+from vagonfs.remote.vagon.store import VagonStore  # noqa: E402
 from wan_link import LinkSettings, RunningLink, running_link  # noqa: E402
 
 MiB = 1 << 20
@@ -242,7 +242,7 @@ class VagonMount:
             unmount_fuse(self.path)
 
     def status(self) -> dict:
-        return next(control.request(self.path, {"cmd": "status"}))
+        return next(channel.request(self.path, {"cmd": "status"}))
 
     def peak_rss_mb(self) -> float:
         return peak_rss_mb(self.pid)

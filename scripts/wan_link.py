@@ -53,7 +53,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vagonfs.cli_parser import checked  # noqa: E402
+from vagonfs.cli.parser import checked  # noqa: E402
 from vagonfs.config import parse_duration, parse_size  # noqa: E402
 from vagonfs.errors import ConfigError  # noqa: E402
 

@@ -1,3 +1,3 @@
-from vagonfs.cli import main
+from vagonfs.cli.main import main
 
 raise SystemExit(main())

@@ -83,7 +83,7 @@ def test_emulator_commands_say_how_to_install_the_extra(tmp_path, command):
     block = ("import sys\n"
              "for name in ('starlette', 'uvicorn', 'python_multipart'):\n"
              "    sys.modules[name] = None  # import raises ImportError\n"
-             "from vagonfs.cli import main\n"
+             "from vagonfs.cli.main import main\n"
              "sys.exit(main(sys.argv[1:]))\n")
     args = [str(tmp_path / a) if a == "DEMO" else a for a in command]
     result = subprocess.run([sys.executable, "-c", block, *args], capture_output=True,

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from vagonfs import control
-from vagonfs.mounttable import is_mounted
+from vagonfs.control import channel
+from vagonfs.control.mounttable import is_mounted
 
 FUSE_MISSING = None
 if not os.path.exists("/dev/fuse"):
@@ -178,7 +178,7 @@ def control_socket_listens(mountpoint: Path) -> bool:
     ``mountpoint`` (mounted or not)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         try:
-            sock.connect(control.address(mountpoint, os.getuid()))
+            sock.connect(channel.address(mountpoint, os.getuid()))
         except ConnectionRefusedError:
             return False
         return True

@@ -2,7 +2,7 @@
 differs from the mount's: a mount made over ssh, su, cron or a system unit
 has no ``XDG_RUNTIME_DIR``, a desktop terminal has one (and the other way
 round). The control socket is named from the mount's owner and mountpoint
-alone (``vagonfs.control``).
+alone (``vagonfs.control.channel``).
 
 Not tested here: root reaching a mount of another uid. This machine's
 ``/dev/fuse`` is root's alone (mode 0600), so no other user can mount.
@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from vagonfs import control
-from vagonfs.mounttable import is_mounted
+from vagonfs.control import channel
+from vagonfs.control.mounttable import is_mounted
 
 from .conftest import vagonfs
 
@@ -61,7 +61,7 @@ def test_the_daemon_answers_no_other_user(tenant_mount):
         pytest.skip("setpriv is not installed (util-linux)")
     tenant_mount.expect_log(r"WARNING vagonfs\.mount: control socket: refused a connection "
                             r"from uid 65534")
-    address = control.address(tenant_mount.path, os.getuid())
+    address = channel.address(tenant_mount.path, os.getuid())
     ask = ("import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(b'\\0' + "
            "sys.argv[1].encode()); print(len(s.recv(65536)))")
     result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
@@ -77,7 +77,7 @@ def test_a_mount_whose_control_socket_is_held_is_refused_naming_the_holder(tenan
     tenant_mount.stop()
     tenant_mount.expect_log(r"ERROR vagonfs\.mount: mount failed: the control socket of ")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as holder:
-        holder.bind(control.address(tenant_mount.path, os.getuid()))
+        holder.bind(channel.address(tenant_mount.path, os.getuid()))
         holder.listen()
         result = vagonfs("mount", *tenant_mount.args(), check=False)
     assert result.returncode == 1

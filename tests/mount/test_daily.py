@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from vagonfs.mounttable import is_mounted
+from vagonfs.control.mounttable import is_mounted
 
 from .conftest import DaemonLog, kill_mount, sh, vagonfs
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from vagonfs.mounttable import is_mounted
+from vagonfs.control.mounttable import is_mounted
 
 from .conftest import Mount, sh, vagonfs
 from .test_tools import sha256

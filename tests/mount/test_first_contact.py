@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vagonfs import control
+from vagonfs.control import channel
 from vagonfs.emulator.process import EmulatorProcess
-from vagonfs.mounttable import is_mounted
+from vagonfs.control.mounttable import is_mounted
 from vagonfs.remote.replies import parse_timestamp
 
 from .conftest import DaemonLog, check_daemon_logs, control_socket_listens, sh, vagonfs
@@ -94,7 +94,7 @@ def test_mount_from_the_folder_holding_a_clone_with_relative_paths(demo_emulator
                             cwd=parent, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "README.md" in sh(f"ls {parent}/mnt")
-    pid = next(control.request(parent / "mnt", {"cmd": "status"}))["pid"]
+    pid = next(channel.request(parent / "mnt", {"cmd": "status"}))["pid"]
     assert os.readlink(f"/proc/{pid}/cwd") == "/"  # a daemon keeps no folder busy
     assert (parent / "cache" / "emu").is_dir()  # relative paths meant from where it ran
     assert " DEBUG " in (parent / "logs" / "vagonfs.log").read_text()  # -o log_level=debug

@@ -26,7 +26,7 @@ import time
 import httpx
 import pytest
 
-from vagonfs.mounttable import is_mounted
+from vagonfs.control.mounttable import is_mounted
 
 from .conftest import Mount, check_daemon_logs, vagonfs
 

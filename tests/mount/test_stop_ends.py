@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from vagonfs.mounttable import is_mounted
+from vagonfs.control.mounttable import is_mounted
 
 from .conftest import Mount, vagonfs
 from .hanging_store import HangingStore

@@ -67,7 +67,7 @@ def test_sync_loads_neither_trio_nor_pyfuse3(mount_factory):
     """The command only connects and reads one line."""
     mount = mount_factory("tenant", options=NO_DELAY)
     check = ("import sys\n"
-             "from vagonfs.cli import main\n"
+             "from vagonfs.cli.main import main\n"
              "code = main(sys.argv[1:])\n"
              "assert not {'trio', 'pyfuse3'} & set(sys.modules), 'loaded'\n"
              "sys.exit(code)\n")

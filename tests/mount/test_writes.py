@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from vagonfs.mounttable import is_mounted
+from vagonfs.control.mounttable import is_mounted
 
 from .conftest import sh
 

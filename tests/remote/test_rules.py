@@ -15,10 +15,10 @@ from vagonfs.remote.failures import is_temporary, RetryPolicy, safe_url, server_
 from vagonfs.remote.replies import reply_shape
 from vagonfs.remote.shannon import decode_content
 from vagonfs.remote.names import check, linux_problem
-from vagonfs.remote.vagon import VagonStore
+from vagonfs.remote.vagon.store import VagonStore
 from vagonfs.remote.vagon_links import link_expiry
-from vagonfs.remote.vagon_names import local_names
-from vagonfs.remote.vagon_upload import MiB, part_size_mb
+from vagonfs.remote.vagon.names import local_names
+from vagonfs.remote.vagon.upload import MiB, part_size_mb
 
 
 def _reply(status: int, **kwargs) -> httpx.Response:

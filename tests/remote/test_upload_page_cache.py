@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import trio
 
-from vagonfs.remote.vagon_upload import MiB
+from vagonfs.remote.vagon.upload import MiB
 
 from .conftest import find, read_all, store_of
 

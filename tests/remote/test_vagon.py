@@ -18,8 +18,8 @@ from vagonfs.errors import (AlreadyExists, CrossDevice, InvalidName, NotFound,
                             PermissionDenied, ReadOnly, RemoteIOError)
 from vagonfs.remote import vagon_links
 from vagonfs.runtime import buffers
-from vagonfs.remote.vagon import VagonKey
-from vagonfs.remote.vagon_upload import MiB
+from vagonfs.remote.vagon.store import VagonKey
+from vagonfs.remote.vagon.upload import MiB
 
 from .conftest import find, listed, read_all, route_counts, store_of, walk
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vagonfs.cli import _mount_options, _normalize_argv, build_parser
+from vagonfs.cli.main import _mount_options, _normalize_argv, build_parser
 from vagonfs.config import config_path, load_remote, parse_duration, parse_size
 from vagonfs.errors import ConfigError
 

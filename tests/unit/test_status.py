@@ -3,7 +3,7 @@ daemon from before conflicts (no such key) read as none."""
 
 from __future__ import annotations
 
-from vagonfs import status
+from vagonfs.control import status
 
 REPORT = {"remote": "emu", "type": "vagon", "subpath": "shared", "mountpoint": "/mnt/w",
           "pid": 42, "since": 0.0, "uploads": [],

@@ -21,7 +21,7 @@ of a file, as the block cache is:
   before anything more is stored for them.
 
 A page the kernel drops under memory pressure is simply read again through
-FUSE. Sending is the FUSE adapter's (``vagonfs.kernel_pages``): this layer
+FUSE. Sending is the FUSE adapter's (``vagonfs.daemon.kernel_pages``): this layer
 knows it only as :class:`KernelPages`, and without one stores nothing.
 """
 

@@ -1,6 +1,6 @@
 """The filesystem in plain types: POSIX operations over a :class:`Store`.
 
-Not tied to pyfuse3 (``vagonfs.fuse_ops`` adapts it), so its rules read
+Not tied to pyfuse3 (``vagonfs.daemon.fuse_ops`` adapts it), so its rules read
 top to bottom: a request comes in, the namespace (inode table and listing
 cache) answers what it can, the block cache serves reads, the write-back
 queue takes writes, and only then the store is asked. Every failure is a

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from vagonfs.emulator import tenant
-from vagonfs.emulator import vagon_model as model
+from vagonfs.emulator.vagon import model
 from vagonfs.emulator.bad_input import BadInputError
 from vagonfs.emulator.context import bearer_ok, of
 from vagonfs.emulator.faults import FaultError

@@ -20,10 +20,11 @@ from starlette.applications import Starlette
 from starlette.responses import StreamingResponse
 from starlette.routing import Match, Route
 
-from vagonfs.emulator import admin, archive, s3, shannon, tenant, vagon, vagon_machines
+from vagonfs.emulator import admin, archive, s3, shannon, tenant
+from vagonfs.emulator.vagon import files as vagon_files, machines as vagon_machines
 from vagonfs.emulator.context import Emulator
 from vagonfs.emulator.faults import Decision
-from vagonfs.emulator.vagon_wire import error_reply
+from vagonfs.emulator.vagon.wire import error_reply
 
 class ConnectionCut(Exception):
     """Raised to make the server drop a connection on purpose (``cut_after``)."""
@@ -177,7 +178,7 @@ def build(emu: Emulator) -> Instrumented:
     enabled = emu.settings.store
     routes = admin.routes()
     if "vagon" in enabled:
-        routes += vagon.routes() + vagon_machines.routes() + archive.routes() + s3.routes()
+        routes += vagon_files.routes() + vagon_machines.routes() + archive.routes() + s3.routes()
     if "tenant" in enabled:
         routes += tenant.routes()
     if "shannon" in enabled:

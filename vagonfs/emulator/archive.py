@@ -17,9 +17,9 @@ import zipfile
 from starlette.requests import Request
 from starlette.routing import Route
 
-from vagonfs.emulator import vagon_model as model
+from vagonfs.emulator.vagon import model
 from vagonfs.emulator.context import of
-from vagonfs.emulator.vagon_wire import PREFIX, VagonError, int_param, reply, vagon_route
+from vagonfs.emulator.vagon.wire import PREFIX, VagonError, int_param, reply, vagon_route
 
 NAME = "project-files.zip"
 CONTENT_TYPE = "application/zip"

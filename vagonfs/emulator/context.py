@@ -18,7 +18,7 @@ from starlette.requests import Request
 from vagonfs.emulator.bad_input import BadInput
 from vagonfs.emulator.faults import Faults
 from vagonfs.emulator.storage import Storage
-from vagonfs.emulator.vagon_pages import ListingPages
+from vagonfs.emulator.vagon.pages import ListingPages
 
 if TYPE_CHECKING:  # s3 imports this module: the import graph stays one-way at run time
     from vagonfs.emulator.s3 import Presigner

@@ -12,9 +12,9 @@ from __future__ import annotations
 import mimetypes
 
 from vagonfs.emulator import tenant
-from vagonfs.emulator import vagon_model as model
+from vagonfs.emulator.vagon import model
 from vagonfs.emulator.storage import MiB, Storage, generated
-from vagonfs.emulator.vagon_machines import add_machine, add_task
+from vagonfs.emulator.vagon.machines import add_machine, add_task
 
 CREATED = "2026-02-05T10:10:22Z"
 _PNG = b"\x89PNG\r\n\x1a\n"

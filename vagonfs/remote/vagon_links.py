@@ -27,7 +27,7 @@ import cachetools
 import trio
 
 from vagonfs.remote.replies import parse_timestamp, reply_shape
-from vagonfs.remote.vagon_api import VagonApi
+from vagonfs.remote.vagon.api import VagonApi
 
 LINKS_KEPT = 4096  # files whose link is kept
 ASKED_AT_ONCE = 32

@@ -27,10 +27,11 @@ import trio
 
 from vagonfs.runtime import threads
 from vagonfs.errors import PermissionDenied, RemoteIOError, StoreError, error_for_status
-from vagonfs.remote import signing, vagon_paging
+from vagonfs.remote import signing
+from vagonfs.remote.vagon import paging
 from vagonfs.remote.failures import describe
 from vagonfs.remote.http import HttpClient
-from vagonfs.remote.vagon_paging import flatten
+from vagonfs.remote.vagon.paging import flatten
 
 log = logging.getLogger("vagonfs.vagon")
 
@@ -117,18 +118,18 @@ class VagonApi:
 
     def files(self, parent_id: int = 0, *, q: str | None = None) -> AsyncGenerator[list[dict], None]:
         """The organization's shared files in one folder (0 = root)."""
-        return vagon_paging.pages(self.call, "/files", "files",
+        return paging.pages(self.call, "/files", "files",
                                   {"parent_id": parent_id or None, "q": q})
 
     def machine_files(self, machine_id: int, parent_id: int = 0, *, q: str | None = None,
                       task_id=None) -> AsyncGenerator[list[dict], None]:
         """One machine's files; with ``task_id`` only that task's folders."""
-        return vagon_paging.pages(self.call, f"/machines/{machine_id}/files", "files",
+        return paging.pages(self.call, f"/machines/{machine_id}/files", "files",
                                   {"parent_id": parent_id or None, "q": q, "task_id": task_id})
 
     def recordings(self, parent_id: int = 0, *, q: str | None = None,
                    machine_id: int | None = None) -> AsyncGenerator[list[dict], None]:
-        return vagon_paging.pages(self.call, "/session-recordings", "files",
+        return paging.pages(self.call, "/session-recordings", "files",
                                   {"parent_id": parent_id or None, "q": q,
                                    "machine_id": machine_id})
 
@@ -192,10 +193,10 @@ class VagonApi:
     # -- machines ----------------------------------------------------------------
 
     def machines(self, *, q: str | None = None) -> AsyncGenerator[list[dict], None]:
-        return vagon_paging.pages(self.call, "/machines", "machines", {"q": q})
+        return paging.pages(self.call, "/machines", "machines", {"q": q})
 
     def tasks(self, machine_id: int) -> AsyncGenerator[list[dict], None]:
-        return vagon_paging.pages(self.call, f"/machines/{machine_id}/tasks", "tasks")
+        return paging.pages(self.call, f"/machines/{machine_id}/tasks", "tasks")
 
     async def list_content(self, machine_id: int, path: str) -> list[dict]:
         """A running machine's own disk, names only (400/4204 when it is off)."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import Route
 
-from vagonfs.emulator import vagon_model as model
+from vagonfs.emulator.vagon import model
 from vagonfs.emulator.context import of
-from vagonfs.emulator.vagon_wire import (PREFIX, VagonError, page_args, page_reply, reply,
+from vagonfs.emulator.vagon.wire import (PREFIX, VagonError, page_args, page_reply, reply,
                                          vagon_route)
 
 # what list-content shows of a running machine's disk

@@ -1,6 +1,6 @@
-"""The daemon's end of the control socket (``vagonfs.control`` is the commands' end).
+"""The daemon's end of the control socket (``vagonfs.control.channel`` is the commands' end).
 
-Kept apart from ``vagonfs.control`` so ``vagonfs status`` and ``unmount``
+Kept apart from ``vagonfs.control.channel`` so ``vagonfs status`` and ``unmount``
 load no trio: they only connect and read lines. Each connection asks one
 thing: ``status`` (one JSON reply), ``unmount`` (progress lines until the
 uploads are done, then the outcome) or ``sync`` (one reply, sent once the
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import trio
 
-from vagonfs import control
+from vagonfs.control import channel
 from vagonfs.runtime import supervise
 from vagonfs.errors import ConfigError
 
@@ -35,7 +35,7 @@ def claim(mountpoint: Path) -> socket.socket:
     starts: a name another process holds (the daemon of an earlier mount of
     this mountpoint, still finishing its uploads after an unmount from
     outside) fails the mount here, saying which process."""
-    address = control.address(mountpoint, os.getuid())
+    address = channel.address(mountpoint, os.getuid())
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         listener.bind(address)
@@ -55,7 +55,7 @@ def _holder(address: bytes) -> str:
             probe.connect(address)
         except OSError:
             return "another process"
-        pid, uid = control.peer_credentials(probe)
+        pid, uid = channel.peer_credentials(probe)
         return f"process {pid} (uid {uid}), maybe an earlier vagonfs daemon of it"
 
 
@@ -80,7 +80,7 @@ class ControlServer:
         abstract socket has no file permissions). A client that goes away
         mid-reply (``status --watch`` ended with Ctrl-C) or sends nonsense ends
         its connection, never the mount."""
-        uid = control.peer_credentials(stream.socket)[1]
+        uid = channel.peer_credentials(stream.socket)[1]
         if uid not in (os.getuid(), 0):
             log.warning("control socket: refused a connection from uid %d", uid)
             await stream.aclose()

@@ -57,7 +57,7 @@ async def _archive(remote, path: str, output: Path, poll_interval: float) -> int
 
     from vagonfs.remote.base import resolve
     from vagonfs.remote.factory import open_store
-    from vagonfs.remote.vagon import VagonStore
+    from vagonfs.remote.vagon.store import VagonStore
 
     async with open_store(remote) as (store, _):
         assert isinstance(store, VagonStore)  # run() took only a Vagon remote

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 
 from vagonfs.emulator.storage import Storage, iso, new_uid, new_uids
-from vagonfs.emulator.vagon_pages import folder_key
+from vagonfs.emulator.vagon.pages import folder_key
 
 SHARED = "shared"
 RECORDINGS = "recordings"

@@ -25,7 +25,7 @@ import struct
 from collections.abc import Iterator
 from typing import Protocol
 
-from vagonfs import mounttable
+from vagonfs.control import mounttable
 
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 

@@ -44,13 +44,13 @@ from typing import BinaryIO, NamedTuple, cast
 from vagonfs.errors import (CrossDevice, InvalidName, IsADirectory, NotFound, ReadOnly,
                             RemoteIOError)
 from vagonfs.remote import names as name_rules
-from vagonfs.remote import vagon_upload
+from vagonfs.remote.vagon import upload as parts
 from vagonfs.remote.base import (Capabilities, Capacity, Entry, ProgressFn, Store,
                                  cache_key_prefix, find_listed)
 from vagonfs.remote.replies import parse_timestamp, reply_shape
-from vagonfs.remote.vagon_api import VagonApi
+from vagonfs.remote.vagon.api import VagonApi
 from vagonfs.remote.vagon_links import DownloadLinks
-from vagonfs.remote.vagon_names import local_names
+from vagonfs.remote.vagon.names import local_names
 
 log = logging.getLogger("vagonfs.vagon")
 
@@ -89,7 +89,7 @@ class VagonStore(Store):
     capabilities = Capabilities(read_only=False, can_rename=False, max_file_size=None,
                                 forbidden_chars=RESERVED + "\0", exclusive_create=True)
 
-    def __init__(self, api: VagonApi, *, part_parallelism: int = vagon_upload.PART_PARALLELISM):
+    def __init__(self, api: VagonApi, *, part_parallelism: int = parts.PART_PARALLELISM):
         self.api = api
         self._part_parallelism = part_parallelism
         self._links = DownloadLinks(api)
@@ -278,7 +278,7 @@ class VagonStore(Store):
         taken name with 409 (AlreadyExists)."""
         self._check_name(name)
         scope = await self._writable(folder)
-        file_id, uid, complete = await vagon_upload.upload(
+        file_id, uid, complete = await parts.upload(
             self.api, name, int(scope.id or 0),
             scope.machine_id if scope.scope == MACHINE_FILES else None, source, size,
             content_type=content_type or "application/octet-stream", progress=progress,

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from vagonfs import __version__
-from vagonfs.cli_parser import CommandParser, checked
+from vagonfs.cli.parser import CommandParser, checked
 from vagonfs.errors import ConfigError
 
 SUBCOMMANDS = ("mount", "unmount", "umount", "status", "sync", "archive", "emulator", "demo")
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="refresh every second until Ctrl-C (large copies, before unmount)")
     status.set_defaults(run=_status)
 
-    from vagonfs import archive, demo
+    from vagonfs.cli import archive, demo
     from vagonfs.emulator import server
 
     archive_cmd = sub.add_parser(
@@ -251,14 +251,14 @@ def _daemon_argv(args: argparse.Namespace) -> list[str]:
 def _mount(args: argparse.Namespace) -> int:
     options = _mount_options(args)
     if not options.foreground:
-        from vagonfs import launcher
+        from vagonfs.daemon import launcher
 
         log_file = options.log_file or options.cache_dir / f"{options.remote.name}.log"
         from vagonfs.config import parse_duration
 
         return launcher.launch_background(_daemon_argv(args), log_file,
                                           parse_duration(args.mount_timeout))
-    from vagonfs import mount
+    from vagonfs.daemon import mount
     from vagonfs.runtime import logs
 
     logs.setup(options.log_level, options.log_file)
@@ -266,10 +266,10 @@ def _mount(args: argparse.Namespace) -> int:
 
 
 def _unmount(args: argparse.Namespace) -> int:
-    from vagonfs import control, mounttable
+    from vagonfs.control import channel, mounttable
 
     try:
-        replies = control.request(args.mountpoint, {"cmd": "unmount", "timeout": args.timeout},
+        replies = channel.request(args.mountpoint, {"cmd": "unmount", "timeout": args.timeout},
                                   timeout=None)
         tty = sys.stderr.isatty()
         for reply in replies:
@@ -313,10 +313,10 @@ def _unmount(args: argparse.Namespace) -> int:
 
 def _sync(args: argparse.Namespace) -> int:
     """One request; the daemon answers once the store has, or the timeout passed."""
-    from vagonfs import control
+    from vagonfs.control import channel
 
     try:
-        reply = next(control.request(args.mountpoint,
+        reply = next(channel.request(args.mountpoint,
                                      {"cmd": "sync", "timeout": args.timeout}, timeout=None),
                      None)
     except (PermissionError, FileNotFoundError, ConnectionRefusedError) as exc:
@@ -334,7 +334,7 @@ def _sync(args: argparse.Namespace) -> int:
 def _no_daemon(mountpoint: str, why: BaseException | None = None) -> int:
     """No daemon answers at ``mountpoint``: say whether one died there (or,
     for a daemon of another user's, that it is not ours to ask); status 1."""
-    from vagonfs import mounttable
+    from vagonfs.control import mounttable
 
     if isinstance(why, PermissionError):
         print(f"vagonfs: {why}", file=sys.stderr)
@@ -360,7 +360,7 @@ def _not_uploaded(mountpoint: str, upload: dict, timeout: float | None = None) -
 
 def _unmounted_soon(mountpoint: str, seconds: float = 3) -> bool:
     """Whether the mount is gone within ``seconds``."""
-    from vagonfs import mounttable
+    from vagonfs.control import mounttable
 
     deadline = time.monotonic() + seconds
     while mounttable.is_mounted(mountpoint):
@@ -371,12 +371,12 @@ def _unmounted_soon(mountpoint: str, seconds: float = 3) -> bool:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from vagonfs import control
-    from vagonfs import status as status_report
+    from vagonfs.control import channel
+    from vagonfs.control import status as status_report
 
     while True:
         try:
-            status = next(control.request(args.mountpoint, {"cmd": "status"}))
+            status = next(channel.request(args.mountpoint, {"cmd": "status"}))
         except (PermissionError, FileNotFoundError, ConnectionRefusedError,
                 StopIteration) as exc:
             return _no_daemon(args.mountpoint, exc)

@@ -26,7 +26,7 @@ from vagonfs.remote.base import ProgressFn
 from vagonfs.remote.base import task_group
 from vagonfs.remote.bulk import FILE_CHUNK, file_range
 from vagonfs.remote.replies import reply_shape
-from vagonfs.remote.vagon_api import VagonApi
+from vagonfs.remote.vagon.api import VagonApi
 
 MiB = 1024 * 1024
 PART_PARALLELISM = 8  # one connection carries 2 MiB a round trip: 4 left a 1 Gbit/s link at 0.86 of its rate at 40 ms

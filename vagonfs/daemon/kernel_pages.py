@@ -27,7 +27,7 @@ before.
 Stored pages are clean pages of the file like those the kernel read itself:
 under memory pressure it evicts them without asking anyone, and a later read
 of one is a FUSE read again (the same bytes, only slower). ``stop`` ends it
-all before the FUSE loop ends (``vagonfs.mount``): once the loop no longer
+all before the FUSE loop ends (``vagonfs.daemon.mount``): once the loop no longer
 answers reads, a store waiting on a page being read would never return.
 
 A failed call is no reader's error: the kernel may have forgotten the inode

@@ -17,13 +17,14 @@ dir uploads it; the daemon says so in one line and exits with
 ``EXIT_UPLOADS_LEFT``. ``vagonfs sync`` uploads what is pending without the
 write-back delay and answers once the store confirmed it.
 
-What the daemon uses lives in flat modules beside this one, not in a
-package, because the commands use most of them without the daemon
-(``unmount`` and ``status`` read the mount table and talk to the socket, and
-must not load pyfuse3): ``launcher`` (background start, the ready handshake,
-sd_notify), ``mounttable`` (is a path mounted, and by us), ``store_check``
-(the mount-time question to the store), ``control_server`` and ``status``
-(the daemon's end of ``vagonfs.control``).
+The daemon's pieces are its package's modules: ``launcher`` (background
+start, the ready handshake, sd_notify; the command's end of it too),
+``store_check`` (the mount-time question to the store), ``control_server``
+(the daemon's end of ``vagonfs.control.channel``), ``fuse_ops`` (the
+pyfuse3 adapter), ``kernel_pages`` and the kernel's read-ahead setting. What
+the commands read without the daemon (the mount table, the control channel,
+the status report's text) is in ``vagonfs.control``, which loads neither
+trio nor pyfuse3 (an import-linter contract checks it).
 """
 
 from __future__ import annotations
@@ -43,22 +44,23 @@ from pathlib import Path
 import pyfuse3
 import trio
 
-from vagonfs import readahead, status
+from vagonfs import readahead
+from vagonfs.control import status
 from vagonfs.cache.reader import MAX_INFLIGHT_BYTES
 from vagonfs.cache.writeback import State
 from vagonfs.config import MountOptions
-from vagonfs.control_server import ControlServer, claim
+from vagonfs.daemon.control_server import ControlServer, claim
 from vagonfs.runtime import supervise
 from vagonfs.core.fs import Filesystem, FsOptions
 from vagonfs.core.links import LinkStore
 from vagonfs.errors import ConfigError, StoreError
-from vagonfs.fuse_ops import FuseOperations
-from vagonfs.kernel_pages import KernelPages
-from vagonfs.launcher import tell_parent
-from vagonfs.mounttable import is_mounted
+from vagonfs.daemon.fuse_ops import FuseOperations
+from vagonfs.daemon.kernel_pages import KernelPages
+from vagonfs.daemon.launcher import tell_parent
+from vagonfs.control.mounttable import is_mounted
 from vagonfs.remote.base import resolve
 from vagonfs.remote.factory import open_store
-from vagonfs.store_check import check_store
+from vagonfs.daemon.store_check import check_store
 
 log = logging.getLogger("vagonfs.mount")
 

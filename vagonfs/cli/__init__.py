@@ -1,0 +1,1 @@
+"""The ``vagonfs`` command: argv to subcommands; loads the daemon only to mount."""

@@ -1,0 +1,1 @@
+"""The Vagon Files API of the emulator: its model, pages, wire format, routes."""
