@@ -78,7 +78,7 @@ def test_a_file_changed_elsewhere_while_edited_here_keeps_both(tmp_path, exclusi
         # the handle now writes the copy, never over theirs
         await fs.write(fh, 4, b"+more")
         await close(fs, fh)
-        assert await fs.writeback.drain(timeout=10)
+        assert await fs.uploads.drain(timeout=10)
         assert store.data(copy) == b"ours+more" and store.data("plan.txt") == b"theirs"
         assert len(fs.writes.conflicts.kept) == 1
         assert sorted(await names(fs)) == sorted(["plan.txt", copy])
@@ -111,7 +111,7 @@ def test_a_new_file_costs_no_check_on_a_store_with_an_exclusive_create(tmp_path,
 
     async def body(fs: Filesystem) -> None:
         await write_file(fs, "a.txt", b"a")
-        assert await fs.writeback.drain(timeout=10)
+        assert await fs.uploads.drain(timeout=10)
         assert store.calls["upload"] == 1
         assert store.calls["lookup"] == (0 if exclusive else 1)
         assert fs.writes.conflicts.kept == []
@@ -170,7 +170,7 @@ def test_edit_save_edit_save_here_is_never_a_conflict(tmp_path, exclusive):
         for version in (b"v3", b"v4"):
             await write_file(fs, ".doc.txt.swp", version)
             await fs.rename(ROOT_INODE, ".doc.txt.swp", ROOT_INODE, "doc.txt")
-            assert await fs.writeback.drain(timeout=10)
+            assert await fs.uploads.drain(timeout=10)
         fh = await edit(fs, "doc.txt", b"v5")
         async with fsync_held(store, fs, fh, "doc.txt"):
             await fs.write(fh, 0, b"v6")  # to a copy, made from what lands now
@@ -195,7 +195,7 @@ def test_a_rename_over_a_file_whose_upload_is_under_way_waits_for_it(tmp_path):
             await trio.testing.wait_all_tasks_blocked()
             assert store.data("doc.txt") is None  # the rename waits for the upload
         await close(fs, fh)
-        assert await fs.writeback.drain(timeout=10)
+        assert await fs.uploads.drain(timeout=10)
         assert store.names() == ["doc.txt"] and store.data("doc.txt") == b"second"
         assert fs.writes.conflicts.kept == []
 
@@ -221,7 +221,7 @@ def test_a_save_over_a_file_kept_beside_while_the_save_waited_is_a_conflict_too(
             await trio.testing.wait_all_tasks_blocked()
             gate.open()
         await close(fs, fh)
-        assert await fs.writeback.drain(timeout=10)
+        assert await fs.uploads.drain(timeout=10)
         assert store.data("doc.txt") == b"theirs"
         assert sorted(store.data(c.kept_as) or b"" for c in fs.writes.conflicts.kept) == \
             [b"first", b"second"]
@@ -286,7 +286,7 @@ def replay(store: MemoryStore, cache: Path, first, between, then) -> None:
             await first(fs)
         between()
         async with filesystem(store, cache, write_back_delay=LONG) as fs:
-            assert await fs.writeback.drain(timeout=10)
+            assert await fs.uploads.drain(timeout=10)
             await then(fs)
 
     run(body)

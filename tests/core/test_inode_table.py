@@ -17,7 +17,7 @@ def test_a_node_forgotten_while_its_upload_is_pending_goes_once_the_upload_lands
     async def body(fs: Filesystem) -> None:
         gate = store.gate("upload", key="a.txt")
         node = await write_file(fs, "a.txt", b"hello")
-        pending = fs.writeback.get(node)
+        pending = fs.uploads.get(node)
         assert pending is not None
         await gate.reached.wait()
         fs.inodes.forget(node.ino, node.lookups)  # the kernel's last reference
@@ -43,8 +43,8 @@ def test_the_table_stays_bounded_across_a_copy_of_10000_files_with_uploads_pendi
             node = await write_file(fs, f"f{number}", b"x")
             fs.inodes.forget(node.ino, node.lookups)
             if number % 1000 == 999:  # no node held but by its pending upload
-                assert len(fs.inodes) == 1 + len(fs.writeback.all())
-        assert await fs.writeback.drain()
+                assert len(fs.inodes) == 1 + len(fs.uploads.all())
+        assert await fs.uploads.drain()
         assert len(store.names()) == count
         assert len(fs.inodes) == 1  # the root: every file's node went with its upload
 

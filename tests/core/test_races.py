@@ -68,7 +68,7 @@ async def save(fs: Filesystem) -> Node:
 async def save_and_land(fs: Filesystem) -> Node:
     """The save, once its upload landed: the store holds the new content alone."""
     node = await save(fs)
-    pending = fs.writeback.get(node)
+    pending = fs.uploads.get(node)
     assert pending is not None
     await uploaded(pending)
     return node
@@ -83,7 +83,7 @@ async def save_in_flight(store: MemoryStore, fs: Filesystem) -> AsyncIterator[No
     await landing.reached.wait()
     yield node
     landing.open()
-    pending = fs.writeback.get(node)
+    pending = fs.uploads.get(node)
     assert pending is not None
     await uploaded(pending)
 

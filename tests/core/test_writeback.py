@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from vagonfs.cache.spool import Spool
-from vagonfs.cache.writeback import Pending, State
+from vagonfs.cache.uploads import Pending, State
 from vagonfs.core.fs import Filesystem
 from vagonfs.core.inodes import ROOT_INODE, Node
 from vagonfs.errors import NoSpace, RemoteIOError
@@ -30,7 +30,7 @@ def state_of(pending: Pending) -> State:
 def assert_out_of_the_queue(fs: Filesystem, node: Node, spool: Spool) -> None:
     """Nothing of ``node`` is left to send: no pending upload, not dirty, and
     the spool that held its content removed."""
-    assert fs.writeback.get(node) is None and node.dirty is None
+    assert fs.uploads.get(node) is None and node.dirty is None
     assert not os.path.exists(spool.path)
 
 
@@ -49,7 +49,7 @@ def test_a_written_file_goes_open_queued_uploading_then_leaves_the_queue(tmp_pat
 
     async def body(fs: Filesystem) -> None:
         fh, node = await create(fs, "a.txt", b"hello")
-        pending = fs.writeback.get(node)
+        pending = fs.uploads.get(node)
         assert pending is not None
         assert pending.state is State.OPEN and node.dirty is pending
         assert os.path.exists(pending.spool.path)
@@ -81,7 +81,7 @@ def test_fsync_returns_once_the_store_confirmed_and_the_file_stays_synced(tmp_pa
         async with held(gate, lambda: fs.fsync(fh)) as returned:
             assert not returned  # the store has not confirmed yet
         assert store.data("db") == b"v1"
-        pending = fs.writeback.get(node)
+        pending = fs.uploads.get(node)
         assert pending is not None
         assert pending.state is State.SYNCED  # still open: its spool is the base
 
@@ -112,14 +112,14 @@ def test_a_write_during_its_upload_goes_to_a_copy_sent_after_that_upload(tmp_pat
 
     async def body(fs: Filesystem) -> None:
         fh, node = await create(fs, "f", b"one")
-        first = fs.writeback.get(node)
+        first = fs.uploads.get(node)
         assert first is not None
         gate = store.gate("upload", key="f")
         async with trio.open_nursery() as nursery:
             nursery.start_soon(fs.fsync, fh)
             await gate.reached.wait()
             await fs.write(fh, 0, b"two")  # the upload still reads the spool
-            second = fs.writeback.get(node)
+            second = fs.uploads.get(node)
             assert second is not None
             assert second is not first and second.spool is not first.spool
             assert second.state is State.OPEN
@@ -128,7 +128,7 @@ def test_a_write_during_its_upload_goes_to_a_copy_sent_after_that_upload(tmp_pat
         await fs.fsync(fh)
         assert store.data("f") == b"two" and store.calls["upload"] == 2
         await close(fs, fh)
-        assert fs.writeback.all() == []
+        assert fs.uploads.all() == []
         assert not os.path.exists(first.spool.path)
 
     run_with_fs(store, tmp_path, body, write_back_delay=LONG)
@@ -141,14 +141,14 @@ def test_a_write_after_fsync_reopens_and_each_sync_uploads_once(tmp_path):
         fh, node = await create(fs, "log", b"one\n")
         await fs.fsync(fh)
         await fs.write(fh, 4, b"two\n")
-        pending = fs.writeback.get(node)
+        pending = fs.uploads.get(node)
         assert pending is not None and pending.state is State.OPEN
         await fs.write(fh, 8, b"three\n")
         await fs.fsync(fh)
         assert store.data("log") == b"one\ntwo\nthree\n"
         assert store.calls["upload"] == 2
         await close(fs, fh)  # synced and closed: nothing is left to send
-        assert fs.writeback.all() == [] and fs.writeback.get(node) is None
+        assert fs.uploads.all() == [] and fs.uploads.get(node) is None
         assert store.calls["upload"] == 2
 
     run_with_fs(store, tmp_path, body, write_back_delay=LONG)
@@ -166,12 +166,12 @@ def test_a_file_rewritten_in_place_uploads_once(tmp_path):
         await fs.write(fh, 8, b"yz")
         await close(fs, fh)
         fh, _ = await fs.open(node.ino, os.O_WRONLY)  # again, while it waits
-        pending = fs.writeback.get(node)
+        pending = fs.uploads.get(node)
         assert pending is not None and pending.state is State.OPEN
         await fs.write(fh, 4, b"!")
         await close(fs, fh)
         assert store.calls["upload"] == 0
-        assert await fs.writeback.drain(timeout=10)
+        assert await fs.uploads.drain(timeout=10)
         assert store.data("doc.txt") == b"ab23!567yz"
         assert store.calls["upload"] == 1 and store.calls["read"] == 1
 
@@ -211,7 +211,7 @@ def test_an_upload_refused_for_good_stays_failed_and_tells_fsync_and_close(tmp_p
         fh, node = await create(fs, "big", b"data")
         error = await error_from(fs.fsync(fh))
         assert error is refused and error.errno == errno.ENOSPC
-        pending = fs.writeback.get(node)
+        pending = fs.uploads.get(node)
         assert pending is not None
         assert pending.state is State.FAILED
         assert os.path.exists(pending.spool.path)  # the data is kept
@@ -223,7 +223,7 @@ def test_an_upload_refused_for_good_stays_failed_and_tells_fsync_and_close(tmp_p
         assert store.data("big") == b"data!"
         assert store.calls["upload"] == 2
         fs.release(fh)
-        assert fs.writeback.all() == []
+        assert fs.uploads.all() == []
 
     run_with_fs(store, tmp_path, body, write_back_delay=LONG)
 
@@ -234,23 +234,23 @@ def test_a_closed_file_refused_for_good_waits_failed_until_written_again(tmp_pat
 
     async def body(fs: Filesystem) -> None:
         node = await write_file(fs, "big", b"data")
-        pending = fs.writeback.get(node)
+        pending = fs.uploads.get(node)
         assert pending is not None
         await uploaded(pending)
         assert pending.state is State.FAILED
         assert pending.error is not None and pending.error.errno == errno.ENOSPC
-        assert [p.state for p in fs.writeback.all()] == [State.FAILED]
+        assert [p.state for p in fs.uploads.all()] == [State.FAILED]
         assert store.calls["upload"] == 1
 
         fh, _ = await fs.open(node.ino, os.O_WRONLY)  # a writer makes it open again
-        reopened = fs.writeback.get(node)
+        reopened = fs.uploads.get(node)
         assert reopened is not None
         assert reopened.state is State.OPEN and reopened.spool is pending.spool
         await fs.write(fh, 4, b"+more")
         await close(fs, fh)
         await uploaded(reopened)
         assert store.data("big") == b"data+more"
-        assert store.calls["upload"] == 2 and fs.writeback.all() == []
+        assert store.calls["upload"] == 2 and fs.uploads.all() == []
 
     run_with_fs(store, tmp_path, body)
 
@@ -263,15 +263,15 @@ def test_an_upload_whose_local_copy_is_gone_is_lost_once_and_leaves_the_journal(
     async def body(fs: Filesystem) -> None:
         fh, node = await create(fs, "w40", b"data")
         await fs.flush(fh)  # journaled
-        pending = fs.writeback.get(node)
+        pending = fs.uploads.get(node)
         assert pending is not None
         os.unlink(pending.spool.path)
-        assert await fs.writeback.upload_all() == [pending]
+        assert await fs.uploads.upload_all() == [pending]
         assert pending.state is State.LOST and pending.attempts == 1
         assert pending.error is not None and pending.error.errno == errno.EIO
         assert "cannot be read" in str(pending.error)
         assert (await error_from(fs.flush(fh))).errno == errno.EIO  # the close says so
-        assert await fs.writeback.upload_all() == [pending]  # and nothing is tried again
+        assert await fs.uploads.upload_all() == [pending]  # and nothing is tried again
         assert pending.attempts == 1 and store.calls["upload"] == 0
         journal = (tmp_path / "journal" / "journal.log").read_text()
         assert journal.endswith('{"done":"%s"}' % pending.spool.id)  # no mount replays it
@@ -293,9 +293,9 @@ def test_upload_all_skips_the_delay_and_waits_through_a_retry(tmp_path):
     async def body(fs: Filesystem) -> None:
         await write_file(fs, "a", b"1")
         assert store.calls["upload"] == 0  # the write-back delay is an hour
-        assert await fs.writeback.upload_all() == []
+        assert await fs.uploads.upload_all() == []
         assert store.data("a") == b"1"
-        assert store.calls["upload"] == 2 and fs.writeback.all() == []
+        assert store.calls["upload"] == 2 and fs.uploads.all() == []
 
     run_with_fs(store, tmp_path, body, write_back_delay=LONG, clock=clock, guard=CLOCK_RATE * 20.0)
 
@@ -306,11 +306,11 @@ def test_upload_all_answers_a_refusal_at_once_and_a_hang_at_its_timeout(tmp_path
 
     async def body(fs: Filesystem) -> None:
         refused = await write_file(fs, "refused", b"1")
-        [failed] = await fs.writeback.upload_all()  # no timeout: the refusal is the answer
+        [failed] = await fs.uploads.upload_all()  # no timeout: the refusal is the answer
         assert failed.key is refused and failed.state is State.FAILED
         gate = store.gate("upload", key="held")
         held_node = await write_file(fs, "held", b"2")
-        left = await fs.writeback.upload_all(timeout=0.5)
+        left = await fs.uploads.upload_all(timeout=0.5)
         assert [p.key for p in left] == [refused, held_node]
         assert [p.state for p in left] == [State.FAILED, State.UPLOADING]
         assert gate.reached.is_set()
@@ -344,14 +344,14 @@ def test_a_transient_failure_tells_fsync_and_is_retried_after_its_backoff(tmp_pa
 
     async def body(fs: Filesystem) -> None:
         fh, node = await fsync_failed(fs, "f", b"payload")
-        pending = fs.writeback.get(node)
+        pending = fs.uploads.get(node)
         assert pending is not None
         assert pending.state is State.QUEUED and pending.attempts == 1
         assert store.data("f") is None
         fs.release(fh)
         await uploaded(pending)  # the retry, due after its backoff
         assert store.data("f") == b"payload"
-        assert store.calls["upload"] == 2 and fs.writeback.all() == []
+        assert store.calls["upload"] == 2 and fs.uploads.all() == []
 
     run_with_fs(store, tmp_path, body, write_back_delay=LONG, clock=clock, guard=CLOCK_RATE * 20.0)
 
@@ -362,12 +362,12 @@ def test_uploads_start_in_the_order_they_are_due_not_the_order_they_were_queued(
     async def body(fs: Filesystem) -> None:
         fh, first = await fsync_failed(fs, "first", b"1")  # its retry: 4 s on
         fs.release(fh)
-        retry = fs.writeback.get(first)
+        retry = fs.uploads.get(first)
         assert retry is not None
         later = []
         for i in range(3):  # each due 0.5 s after its close
             fh, node = await create(fs, f"later{i}", b"2")
-            pending = fs.writeback.get(node)
+            pending = fs.uploads.get(node)
             assert pending is not None
             later.append(pending)
             await close(fs, fh)
@@ -376,7 +376,7 @@ def test_uploads_start_in_the_order_they_are_due_not_the_order_they_were_queued(
         assert trio.current_time() < retry.due and store.data("first") is None
         await uploaded(retry)
         assert store.data("first") == b"1" and store.calls["upload"] == 5
-        assert fs.writeback.all() == []
+        assert fs.uploads.all() == []
 
     run_with_fs(store, tmp_path, body, write_back_delay=0.5, clock=clock, guard=CLOCK_RATE * 20.0)
 
@@ -394,7 +394,7 @@ def test_rename_in_the_write_back_window_uploads_the_new_name_only(tmp_path):
         await write_file(fs, ".a.txt.swp", b"edited")
         await fs.rename(ROOT_INODE, ".a.txt.swp", ROOT_INODE, "a.txt")
         assert store.calls["upload"] == 0
-        assert await fs.writeback.drain(timeout=10)
+        assert await fs.uploads.drain(timeout=10)
         assert store.names() == ["a.txt", "b.txt"]
         assert store.data("a.txt") == b"edited" and store.data("b.txt") == b"rsynced"
         assert node.entry == store.entry("b.txt")
@@ -409,13 +409,13 @@ def test_unlink_in_the_write_back_window_uploads_nothing(tmp_path):
 
     async def body(fs: Filesystem) -> None:
         node = await write_file(fs, "scratch", b"temporary")
-        pending = fs.writeback.get(node)
+        pending = fs.uploads.get(node)
         assert pending is not None
         spool = pending.spool
         await fs.unlink(ROOT_INODE, "scratch")
-        assert fs.writeback.all() == []
+        assert fs.uploads.all() == []
         assert_out_of_the_queue(fs, node, spool)
-        assert await fs.writeback.drain(timeout=10)
+        assert await fs.uploads.drain(timeout=10)
         assert store.names() == []
         assert store.calls["upload"] == 0 and store.calls["delete"] == 0
 
@@ -427,7 +427,7 @@ def test_rename_during_an_upload_waits_for_it_then_moves_what_landed(tmp_path):
 
     async def body(fs: Filesystem) -> None:
         node, gate = await held_upload(store, fs, "draft", b"text")
-        pending = fs.writeback.get(node)
+        pending = fs.uploads.get(node)
         assert pending is not None
         async with held(gate, lambda: fs.rename(ROOT_INODE, "draft", ROOT_INODE, "final")
                         ) as returned:
@@ -436,7 +436,7 @@ def test_rename_during_an_upload_waits_for_it_then_moves_what_landed(tmp_path):
         assert store.names() == ["final"] and store.data("final") == b"text"
         assert store.calls["upload"] == 1 and store.calls["rename"] == 1
         assert node.name == "final" and node.entry == store.entry("final")
-        assert fs.writeback.all() == []
+        assert fs.uploads.all() == []
 
     run_with_fs(store, tmp_path, body)
 
@@ -450,7 +450,7 @@ def test_unlink_during_an_upload_deletes_what_landed(tmp_path):
             assert store.calls["delete"] == 0
         assert store.names() == []
         assert store.calls["upload"] == 1 and store.calls["delete"] == 1
-        assert fs.writeback.all() == []
+        assert fs.uploads.all() == []
 
     run_with_fs(store, tmp_path, body)
 
@@ -461,7 +461,7 @@ def test_without_server_side_moves_a_rename_in_the_window_still_costs_one_upload
     async def body(fs: Filesystem) -> None:
         await write_file(fs, ".part", b"rsynced")
         await fs.rename(ROOT_INODE, ".part", ROOT_INODE, "done")  # not on the store yet
-        assert await fs.writeback.drain(timeout=10)
+        assert await fs.uploads.drain(timeout=10)
         assert store.names() == ["done"] and store.calls["upload"] == 1
         # on the store: mv copies instead
         moved = await error_from(fs.rename(ROOT_INODE, "done", ROOT_INODE, "moved"))

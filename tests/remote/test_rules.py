@@ -16,7 +16,7 @@ from vagonfs.remote.replies import reply_shape
 from vagonfs.remote.shannon import decode_content
 from vagonfs.remote.names import check, linux_problem
 from vagonfs.remote.vagon.store import VagonStore
-from vagonfs.remote.vagon_links import link_expiry
+from vagonfs.remote.vagon.download_urls import link_expiry
 from vagonfs.remote.vagon.names import local_names
 from vagonfs.remote.vagon.upload import MiB, part_size_mb
 

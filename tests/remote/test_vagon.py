@@ -16,7 +16,7 @@ import trio
 
 from vagonfs.errors import (AlreadyExists, CrossDevice, InvalidName, NotFound,
                             PermissionDenied, ReadOnly, RemoteIOError)
-from vagonfs.remote import vagon_links
+from vagonfs.remote.vagon import download_urls
 from vagonfs.runtime import buffers
 from vagonfs.remote.vagon.store import VagonKey
 from vagonfs.remote.vagon.upload import MiB
@@ -313,7 +313,7 @@ def test_expired_link_is_refreshed_once_and_reused_otherwise(emulator_factory, t
 def test_links_of_many_files_read_at_once_are_asked_within_their_bound(emulator_factory,
                                                                        tmp_path):
     emulator = emulator_factory()
-    count = vagon_links.ASKED_AT_ONCE + 8
+    count = download_urls.ASKED_AT_ONCE + 8
     files = {f"f{i:02d}": os.urandom(1000 + i) for i in range(count)}
     asking = {"now": 0, "most": 0}
 
@@ -344,7 +344,7 @@ def test_links_of_many_files_read_at_once_are_asked_within_their_bound(emulator_
             return read
 
     assert trio.run(main) == files
-    assert asking["most"] == vagon_links.ASKED_AT_ONCE
+    assert asking["most"] == download_urls.ASKED_AT_ONCE
     assert route_counts(emulator)["vagon.download_link"] == count
 
 

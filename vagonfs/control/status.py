@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from vagonfs.cache.writeback import Pending
+    from vagonfs.cache.uploads import Pending
     from vagonfs.config import MountOptions
     from vagonfs.core.fs import Filesystem
     from vagonfs.core.inodes import Node
@@ -38,7 +38,7 @@ def report(fs: Filesystem, options: MountOptions, stats, started: float,
     reads answered (``fuse_reads``, ``fuse_read_bytes``) and what store-ahead
     did (``page_cache_*``), counted since the mount, with the bytes it has yet
     to hand over (``page_cache_pending_bytes``)."""
-    uploads = [upload(fs, p) for p in fs.writeback.all()]
+    uploads = [upload(fs, p) for p in fs.uploads.all()]
     return {
         "remote": options.remote.name, "type": options.remote.type,
         "subpath": options.subpath, "mountpoint": str(options.mountpoint),

@@ -18,8 +18,8 @@ from __future__ import annotations
 import contextlib
 
 from vagonfs.cache.reader import Reader
-from vagonfs.cache.writeback import WriteBack
-from vagonfs.core import links
+from vagonfs.cache.uploads import UploadQueue
+from vagonfs.core import symlinks
 from vagonfs.core.attrs import LocalAttrs
 from vagonfs.core.inodes import Node
 from vagonfs.core.namespace import Namespace
@@ -34,12 +34,12 @@ class Changes:
     """Protects: nothing of its own (the namespace and the queue hold the
     state); trio-thread only."""
 
-    def __init__(self, store: Store, namespace: Namespace, writeback: WriteBack,
+    def __init__(self, store: Store, namespace: Namespace, uploads: UploadQueue,
                  reader: Reader, attrs: LocalAttrs, *, read_only: bool):
         self.store = store
         self._namespace = namespace
         self._inodes = namespace.inodes
-        self._writeback = writeback
+        self._uploads = uploads
         self._reader = reader
         self._attrs = attrs
         self._read_only = read_only or store.capabilities.read_only
@@ -82,11 +82,11 @@ class Changes:
         return node
 
     async def symlink(self, parent: Node, name: str, target: bytes) -> Node:
-        """A link (``--links``, see ``vagonfs.core.links``), made on the store at once."""
+        """A link (``--links``, see ``vagonfs.core.symlinks``), made on the store at once."""
         self.check_new_name(parent, name)
         if await self._namespace.find(parent, name) is not None:
             raise AlreadyExists(f"{name} exists")  # the store's upload would replace it
-        entry = await links.create(self.store, await self._namespace.entry(parent), name,
+        entry = await symlinks.create(self.store, await self._namespace.entry(parent), name,
                                    target)
         self._namespace.set_entry(parent, entry)
         node = self._inodes.upsert(parent.ino, entry)
@@ -111,9 +111,9 @@ class Changes:
         await self._remove(parent, node)
 
     async def _remove(self, parent: Node, node: Node) -> None:
-        await self._writeback.landed(node)  # then delete what landed
+        await self._uploads.landed(node)  # then delete what landed
         if node.dirty is not None:
-            self._writeback.discard(node)
+            self._uploads.discard(node)
         if node.entry is not None:
             try:
                 await self.store.delete(await self._namespace.entry(node))
@@ -137,8 +137,8 @@ class Changes:
             return
         if target is not None:
             await self._check_replaceable(node, target, noreplace)
-            await self._writeback.landed(target)  # it replaces what landed
-        await self._writeback.landed(node)
+            await self._uploads.landed(target)  # it replaces what landed
+        await self._uploads.landed(node)
         # the rename acts on the files the kernel named: one kept beside as a
         # conflict copy while its upload landed has the copy's name now
         old = (old_parent, node.name)
@@ -168,10 +168,10 @@ class Changes:
             if node.dirty is not None:
                 node.dirty.replaces = landed_version(node)
             if target.dirty is not None and target.name == new_name:
-                self._writeback.discard(target)
+                self._uploads.discard(target)
         self._namespace.drop_entry(old[0].ino, old[1])
         self._inodes.move(node, new_parent.ino, new_name)
-        self._writeback.moved(node)
+        self._uploads.moved(node)
 
     async def _rename_on_store(self, node: Node, old: tuple[Node, str], new_parent: Node,
                                new_name: str, target: Node | None) -> None:
@@ -200,7 +200,7 @@ class Changes:
             self._attrs.moved(entry.key, entry.version, moved.key, moved.version)
         if target is not None and not target.is_dir:
             if target.dirty is not None:
-                self._writeback.discard(target)
+                self._uploads.discard(target)
             if target.entry is not None:
                 self._reader.forget(target.entry)
         self._namespace.drop_entry(old[0].ino, old[1])
@@ -208,7 +208,7 @@ class Changes:
         self._inodes.move(node, new_parent.ino, new_name)
         node.entry = moved
         if node.dirty is not None:
-            self._writeback.moved(node)
+            self._uploads.moved(node)
         if node.is_dir:  # what is below has new keys on a path-based store
             for below in self._inodes.descendants(node.ino):
                 below.stale = True

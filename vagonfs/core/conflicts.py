@@ -7,7 +7,7 @@ version of the file its content was made from (``Pending.replaces``: the one
 the mount showed when the file was opened for writing or truncated; ``""`` for
 a file new here), kept in the journal so a replay after a crash knows it too.
 Our own successive uploads move the base to the version each produced, so
-they are never conflicts (``WriteBack``).
+they are never conflicts (``UploadQueue``).
 
 Right before the upload's first request, ``upload`` asks the store for the
 file as it is now (one request: a Vagon lookup by name with ``q=``, a listing

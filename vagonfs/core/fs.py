@@ -42,8 +42,8 @@ from vagonfs.cache.blocks import BlockCache
 from vagonfs.cache.reader import Reader
 from vagonfs.cache.store_ahead import KernelPages
 from vagonfs.cache.spool import Spool
-from vagonfs.cache.writeback import State
-from vagonfs.core import links
+from vagonfs.cache.uploads import State
+from vagonfs.core import symlinks
 from vagonfs.runtime import supervise
 from vagonfs.core.attrs import LocalAttrs
 from vagonfs.core.changes import Changes
@@ -106,16 +106,16 @@ class Filesystem:
         self._attrs = LocalAttrs(cache_root / "attrs.sqlite3", store.cache_key)
         self.writes = Writes(store, self.namespace, self._reader, self._attrs, cache_root,
                              options.write_back_delay)
-        self.writeback = self.writes.queue
-        self.changes = Changes(store, self.namespace, self.writeback, self._reader,
+        self.uploads = self.writes.queue
+        self.changes = Changes(store, self.namespace, self.uploads, self._reader,
                                self._attrs, read_only=options.read_only)
         self._capacity: tuple[float, Capacity] | None = None  # (when heard, what)
         self._asking_capacity = False
 
     async def start(self) -> None:
         """Queue what a previous run left in the journal, then run uploads."""
-        await self._nursery.start(self.writeback.run)
-        for path, spool, replaces in self.writeback.recovered():
+        await self._nursery.start(self.uploads.run)
+        for path, spool, replaces in self.uploads.recovered():
             try:
                 await self._recover(path, spool, replaces)
             except StoreError as exc:
@@ -130,9 +130,9 @@ class Filesystem:
         node = self.inodes.child(parent.ino, name)
         if node is None:
             node = self.inodes.add_local(parent.ino, name)
-        self.writeback.opened(node, spool, replaces)
-        self.writeback.flushed(node)
-        self.writeback.closed(node)
+        self.uploads.opened(node, spool, replaces)
+        self.uploads.flushed(node)
+        self.uploads.closed(node)
         log.info("resuming upload of %s (%d bytes) left by an earlier run", path, spool.size)
 
     def close(self) -> None:
@@ -160,7 +160,7 @@ class Filesystem:
             size = node.entry.size if node.entry else 0
         if mtime is None:
             mtime = node.entry.mtime if node.entry else time.time()
-        if links.is_link(node.entry):  # --links: a link, whatever its mode
+        if symlinks.is_link(node.entry):  # --links: a link, whatever its mode
             return Attributes(node.ino, False, size, mtime, stat.S_IFLNK | 0o777, opts.uid,
                               opts.gid, kept_for)
         perm = mode if mode is not None else (0o666 if writable else 0o444) & ~opts.umask
@@ -226,13 +226,13 @@ class Filesystem:
         if existing is not None and existing.is_dir:
             raise IsADirectory(f"{name} is a folder")
         if existing is not None:  # the new content is made from what its upload left
-            await self.writeback.landed(existing)
+            await self.uploads.landed(existing)
             existing = self.inodes.child(parent_ino, name)  # (kept beside: not there now)
         node = self.inodes.add_local(parent_ino, name)
         if existing is not None:  # O_CREAT on a name the kernel thought absent
             node.entry = existing.entry
             if existing.dirty is not None:
-                self.writeback.discard(existing)
+                self.uploads.discard(existing)
         self.writes.created(node)
         self.inodes.remember(node)
         return self.handles.add(FileHandle(node, writable=True)), node
@@ -313,13 +313,13 @@ class Filesystem:
         handle = self.handles.file(fh)
         if handle.writable:
             await self._settle(handle.node)
-            self.writeback.flushed(handle.node)
+            self.uploads.flushed(handle.node)
 
     async def fsync(self, fh: int) -> None:
         handle = self.handles.file(fh)
         if handle.node.dirty is not None:
             await self._settle(handle.node)
-            await self.writeback.upload_now(handle.node)
+            await self.uploads.upload_now(handle.node)
 
     @staticmethod
     async def _settle(node: Node) -> None:
@@ -335,7 +335,7 @@ class Filesystem:
         self._reader.release(handle.read_state)
         node = handle.node
         if handle.writable and not self.handles.writing(node):
-            self.writeback.closed(node)
+            self.uploads.closed(node)
         if node.unlinked and node.open_handles == 1 and node.entry is not None:
             # deleted while open: its cached blocks served this handle until now
             self._reader.forget(node.entry)
@@ -374,7 +374,7 @@ class Filesystem:
 
     async def readlink(self, ino: int) -> bytes:
         node = self.node(ino)
-        return await links.target(self.store, node.name, node.entry)
+        return await symlinks.target(self.store, node.name, node.entry)
 
     async def unlink(self, parent_ino: int, name: str) -> None:
         await self.changes.unlink(self.node(parent_ino), name)

@@ -4,7 +4,7 @@ A file opened for writing gets its content in a spool, fetched whole when it
 is kept (the stores take whole files: a change rewrites the file). It counts
 as changed from its first write or truncate: a file opened for writing and
 closed untouched (SQLite opening a database to query it, ``touch``) uploads
-nothing. The write-back queue (``vagonfs.cache.writeback``) decides when a
+nothing. The write-back queue (``vagonfs.cache.uploads``) decides when a
 changed file goes up; ``_upload`` here is what going up does, so the queue
 knows nothing of nodes' names, listings or attributes.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vagonfs.cache.reader import Reader
 from vagonfs.cache.spool import Spool
-from vagonfs.cache.writeback import Pending, State, WriteBack
+from vagonfs.cache.uploads import Pending, State, UploadQueue
 from vagonfs.core.attrs import LocalAttrs
 from vagonfs.core.conflicts import Conflicts
 from vagonfs.core.inodes import Node
@@ -37,7 +37,7 @@ class Writes:
         self._reader = reader
         self._attrs = attrs
         self.conflicts = Conflicts(store)
-        self.queue: WriteBack[Node] = WriteBack(cache_root, delay, self._upload,
+        self.queue: UploadQueue[Node] = UploadQueue(cache_root, delay, self._upload,
                                                 namespace.inodes.path,
                                                 namespace.inodes.set_dirty)
 

@@ -21,7 +21,7 @@ from contextlib import aclosing, contextmanager
 import pyfuse3
 
 from vagonfs.cache.blocks import BLOCK_SIZE
-from vagonfs.core import links
+from vagonfs.core import symlinks
 from vagonfs.runtime import supervise
 from vagonfs.core.fs import Attributes, Filesystem
 from vagonfs.core.inodes import Node
@@ -230,7 +230,7 @@ class FuseOperations(pyfuse3.Operations):
 
     async def symlink(self, parent_inode, name, target, ctx):
         with self._request("symlink"):
-            if not links.enabled(self.fs.store):
+            if not symlinks.enabled(self.fs.store):
                 raise pyfuse3.FUSEError(errno.EPERM)  # no store holds links: docs/SEMANTICS.md
             return self._attrs(await self.fs.symlink(parent_inode, _name(name), target))
 

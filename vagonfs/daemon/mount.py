@@ -44,15 +44,15 @@ from pathlib import Path
 import pyfuse3
 import trio
 
-from vagonfs import readahead
+from vagonfs.daemon import kernel_read_ahead
 from vagonfs.control import status
 from vagonfs.cache.reader import MAX_INFLIGHT_BYTES
-from vagonfs.cache.writeback import State
+from vagonfs.cache.uploads import State
 from vagonfs.config import MountOptions
 from vagonfs.daemon.control_server import ControlServer, claim
 from vagonfs.runtime import supervise
 from vagonfs.core.fs import Filesystem, FsOptions
-from vagonfs.core.links import LinkStore
+from vagonfs.core.symlinks import LinkStore
 from vagonfs.errors import ConfigError, StoreError
 from vagonfs.daemon.fuse_ops import FuseOperations
 from vagonfs.daemon.kernel_pages import KernelPages
@@ -173,7 +173,7 @@ async def _serve(options: MountOptions) -> int:
             daemon = _Daemon(fs, options, stats, pages)
             await _serve_fuse(fs, daemon, options, control_socket, nursery)
     lock.close()
-    left = [p for p in fs.writeback.all() if p.state is not State.LOST]  # lost: said once
+    left = [p for p in fs.uploads.all() if p.state is not State.LOST]  # lost: said once
     if not left:
         log.info("stopped")
         return 0
@@ -208,7 +208,7 @@ async def _serve_fuse(fs: Filesystem, daemon: _Daemon, options: MountOptions,
     operations = FuseOperations(fs, options.xattrs, daemon.kernel_requests)
     daemon.operations = operations
     pyfuse3.init(operations, mountpoint, _fuse_options(options))
-    supervise.spawn(nursery, "read-ahead", readahead.raise_read_ahead, mountpoint,
+    supervise.spawn(nursery, "read-ahead", kernel_read_ahead.raise_read_ahead, mountpoint,
                     options.read_ahead)
     log.info("mounted %s:%s on %s", options.remote.name, options.subpath, mountpoint)
     nursery.start_soon(daemon.on_signals, nursery)
@@ -276,7 +276,7 @@ class _Daemon:
     async def sync(self, timeout: float | None) -> list[dict]:
         """``vagonfs sync``: upload what is pending now; what is not uploaded
         once the store answered for each, or ``timeout`` passed."""
-        left = await self.fs.writeback.upload_all(timeout)
+        left = await self.fs.uploads.upload_all(timeout)
         return [status.upload(self.fs, p) for p in left]
 
     def bound_by_stop_timeout(self) -> float:
@@ -294,7 +294,7 @@ class _Daemon:
         with trio.CancelScope(deadline=self._deadline) as scope:
             self._drains.add(scope)
             try:
-                return await self.fs.writeback.drain(timeout)
+                return await self.fs.uploads.drain(timeout)
             finally:
                 self._drains.discard(scope)
         self.cut_short = self._why

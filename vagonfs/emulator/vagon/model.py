@@ -4,7 +4,7 @@ Shared by the HTTP handlers, the demo data set and admin ``populate``, so
 all three make items the same way. A scope is ``shared``, ``m<machine id>``
 or ``recordings``; ``parent_id`` 0 is a scope's root. Whatever inserts or
 deletes an item calls :func:`changed` on its folder, which is what keeps
-``vagon_pages``'s page keys honest.
+``pages``'s page keys honest.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ a page a little ahead of the last key known is read from that key too.
 
 What is kept for a folder holds while the folder's generation in
 :class:`Storage` has not moved (every insert or delete of an item bumps its
-parent's, see ``vagon_model``); a page asked out of order, or after a change,
+parent's, see ``model``); a page asked out of order, or after a change,
 is served by ``OFFSET`` over the listing index, so the pages are always
 exactly what an ``OFFSET`` query would give.
 

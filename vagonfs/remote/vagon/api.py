@@ -10,7 +10,7 @@ over the exact body bytes sent. The body is serialized here, once, and the
 signature is computed per attempt (an httpx auth flow), so a retried request
 gets a fresh nonce and timestamp as the server demands.
 
-Lists come page by page through ``vagon_paging``.
+Lists come page by page through ``paging``.
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ class VagonApi:
 
     async def capacity(self, machine_id: int | None = None) -> dict:
         return await self.call("GET", "/files/capacity", params={"machine_id": machine_id},
-                               in_worker=True)  # the pool the reads use (vagon_paging)
+                               in_worker=True)  # the pool the reads use (paging)
 
     # -- machines ----------------------------------------------------------------
 

@@ -14,7 +14,7 @@ recordings) plus machines and their tasks. The mount shows them as::
 
 Machine folder names follow ``vagon_names``' rule, the same on every mount;
 task folders use the task's uid through the same rule. Downloads go through
-presigned links (``vagon_links``), uploads are multipart (``vagon_upload``).
+presigned download URLs (``download_urls``), uploads are multipart (``upload``).
 
 Keys: :class:`VagonKey` ``(scope, machine_id, id)``. Stored files and folders
 have the scope they live in (``org``, ``files`` of a machine, ``recordings``)
@@ -49,7 +49,7 @@ from vagonfs.remote.base import (Capabilities, Capacity, Entry, ProgressFn, Stor
                                  cache_key_prefix, find_listed)
 from vagonfs.remote.replies import parse_timestamp, reply_shape
 from vagonfs.remote.vagon.api import VagonApi
-from vagonfs.remote.vagon_links import DownloadLinks
+from vagonfs.remote.vagon.download_urls import DownloadUrls
 from vagonfs.remote.vagon.names import local_names
 
 log = logging.getLogger("vagonfs.vagon")
@@ -92,7 +92,7 @@ class VagonStore(Store):
     def __init__(self, api: VagonApi, *, part_parallelism: int = parts.PART_PARALLELISM):
         self.api = api
         self._part_parallelism = part_parallelism
-        self._links = DownloadLinks(api)
+        self._download_urls = DownloadUrls(api)
         self._task_roots: dict[tuple[int, object], int | None] = {}
         self._started = time.time()
         self._cache_prefix = cache_key_prefix("vagon", 1, api.base_url)
@@ -251,7 +251,7 @@ class VagonStore(Store):
 
         async def locate(fresh: bool) -> str:
             nonlocal url
-            url = await self._links.get(file_id, entry.version, url if fresh else None)
+            url = await self._download_urls.get(file_id, entry.version, url if fresh else None)
             return url
 
         chunks = self.api.http.stream_range(locate, offset, end, expected_size=entry.size)
@@ -283,7 +283,7 @@ class VagonStore(Store):
             scope.machine_id if scope.scope == MACHINE_FILES else None, source, size,
             content_type=content_type or "application/octet-stream", progress=progress,
             parallelism=self._part_parallelism, overwrite=replace)
-        self._links.uploaded(file_id, uid, complete)
+        self._download_urls.uploaded(file_id, uid, complete)
         # what the next listing will say, without asking: the uid is the version
         return Entry(name=name, is_dir=False, key=VagonKey(scope.scope, scope.machine_id, file_id),
                      size=size, mtime=time.time(), version=uid, content_type=content_type,
@@ -305,7 +305,7 @@ class VagonStore(Store):
             raise ReadOnly(f"{entry.name or '/'} cannot be deleted")
         file_id = int(key.id)
         await self.api.delete(file_id)
-        self._links.forget(file_id)
+        self._download_urls.forget(file_id)
 
     async def rename(self, entry: Entry, folder: Entry, name: str) -> Entry:
         raise CrossDevice("Vagon has no move or rename; copy and delete instead")

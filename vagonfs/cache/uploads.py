@@ -1,4 +1,4 @@
-"""The write-back queue: closed files wait ``--write-back-delay``, then upload.
+"""The upload queue (write-back): closed files wait ``--write-back-delay``, then upload.
 
 (Over 350 lines on purpose: the states below and every transition between them
 are one machine, read best in one place; the journal is apart, in ``journal``.)
@@ -113,7 +113,7 @@ class Pending(Generic[K]):
 UploadFn = Callable[[Pending[K], Callable[[int], None]], Awaitable["str | None"]]
 
 
-class WriteBack(Generic[K]):
+class UploadQueue(Generic[K]):
     """Protects: the pending map (key -> Pending); trio-thread only."""
 
     def __init__(self, root: Path, delay: float, upload: UploadFn[K],

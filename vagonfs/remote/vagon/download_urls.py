@@ -1,4 +1,4 @@
-"""Vagon's presigned download links, asked once and reused until near their end.
+"""Vagon's presigned download URLs ("links" in its API), asked once and reused until near their end.
 
 A read of a Vagon file goes to the object store through a link the API
 hands out per file. Asking one per read would double the requests of every
@@ -60,7 +60,7 @@ class _Link(NamedTuple):
     renew_at: float
 
 
-class DownloadLinks:
+class DownloadUrls:
     """Protects: the links kept and a lock per file while its link is asked;
     trio-thread only."""
 
