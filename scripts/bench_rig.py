@@ -28,8 +28,8 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vagonfs.control import channel  # noqa: E402
 from vagonfs.config import Remote  # noqa: E402
+from vagonfs.control import channel  # noqa: E402
 from vagonfs.emulator.process import EmulatorProcess  # noqa: E402
 from vagonfs.remote.factory import open_store  # noqa: E402
 from vagonfs.remote.vagon.store import VagonStore  # noqa: E402

@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from vagonfs.control import channel
-from vagonfs.emulator.process import EmulatorProcess
 from vagonfs.control.mounttable import is_mounted
+from vagonfs.emulator.process import EmulatorProcess
 from vagonfs.remote.replies import parse_timestamp
 
 from .conftest import DaemonLog, check_daemon_logs, control_socket_listens, sh, vagonfs

@@ -11,13 +11,13 @@ import pytest
 
 from vagonfs.errors import InvalidName, RemoteIOError, StoreError
 from vagonfs.remote.base import Capabilities
-from vagonfs.remote.failures import is_temporary, RetryPolicy, safe_url, server_message
+from vagonfs.remote.failures import RetryPolicy, is_temporary, safe_url, server_message
+from vagonfs.remote.names import check, linux_problem
 from vagonfs.remote.replies import reply_shape
 from vagonfs.remote.shannon import decode_content
-from vagonfs.remote.names import check, linux_problem
-from vagonfs.remote.vagon.store import VagonStore
 from vagonfs.remote.vagon.download_urls import link_expiry
 from vagonfs.remote.vagon.names import local_names
+from vagonfs.remote.vagon.store import VagonStore
 from vagonfs.remote.vagon.upload import MiB, part_size_mb
 
 

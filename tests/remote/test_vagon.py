@@ -14,12 +14,12 @@ import zipfile
 import pytest
 import trio
 
-from vagonfs.errors import (AlreadyExists, CrossDevice, InvalidName, NotFound,
-                            PermissionDenied, ReadOnly, RemoteIOError)
+from vagonfs.errors import (AlreadyExists, CrossDevice, InvalidName, NotFound, PermissionDenied,
+                            ReadOnly, RemoteIOError)
 from vagonfs.remote.vagon import download_urls
-from vagonfs.runtime import buffers
 from vagonfs.remote.vagon.store import VagonKey
 from vagonfs.remote.vagon.upload import MiB
+from vagonfs.runtime import buffers
 
 from .conftest import find, listed, read_all, route_counts, store_of, walk
 

@@ -15,8 +15,8 @@ from vagonfs.core.attrs import LocalAttrs
 from vagonfs.remote.http import HttpClient
 from vagonfs.remote.shannon import ShannonStore
 from vagonfs.remote.tenant import TenantStore
-from vagonfs.remote.vagon.store import VagonKey, VagonStore
 from vagonfs.remote.vagon.api import VagonApi
+from vagonfs.remote.vagon.store import VagonKey, VagonStore
 
 URL, OTHER_URL = "http://127.0.0.1:8080", "http://127.0.0.1:8081"
 # the stores here only compute cache keys, which never send a request

@@ -38,10 +38,9 @@ from pathlib import Path
 import cachetools
 import trio
 
-from vagonfs.runtime import threads
 from vagonfs.cache import block_files
 from vagonfs.cache.block_files import BLOCK_SIZE, BlockId, Buffer
-from vagonfs.runtime import buffers
+from vagonfs.runtime import buffers, threads
 
 log = logging.getLogger("vagonfs.cache")
 

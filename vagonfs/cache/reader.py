@@ -55,9 +55,9 @@ import trio
 
 from vagonfs.cache.blocks import BLOCK_SIZE, BlockCache, Buffer, object_id
 from vagonfs.cache.store_ahead import KernelPages, StoreAhead
-from vagonfs.runtime import supervise
 from vagonfs.errors import RemoteIOError, StoreError
 from vagonfs.remote.base import Entry, Store
+from vagonfs.runtime import supervise
 
 log = logging.getLogger("vagonfs.read")
 

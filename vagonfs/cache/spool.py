@@ -42,11 +42,9 @@ from pathlib import Path
 
 import trio
 
-from vagonfs.runtime import threads
 from vagonfs.cache.write_behind import WriteBehind
-from vagonfs.runtime import supervise
 from vagonfs.errors import LocalCopyLost
-from vagonfs.runtime import buffers
+from vagonfs.runtime import buffers, supervise, threads
 
 log = logging.getLogger("vagonfs.cache")
 

@@ -66,9 +66,9 @@ import trio
 
 from vagonfs.cache.journal import Journal
 from vagonfs.cache.spool import Spool, SpoolFiles
+from vagonfs.errors import (FileTooLarge, InvalidName, LocalCopyLost, NoSpace, PermissionDenied,
+                            ReadOnly, StoreError)
 from vagonfs.runtime import supervise
-from vagonfs.errors import (FileTooLarge, InvalidName, LocalCopyLost, NoSpace,
-                            PermissionDenied, ReadOnly, StoreError)
 
 log = logging.getLogger("vagonfs.upload")
 

@@ -40,11 +40,10 @@ import trio
 
 from vagonfs.cache.blocks import BlockCache
 from vagonfs.cache.reader import Reader
-from vagonfs.cache.store_ahead import KernelPages
 from vagonfs.cache.spool import Spool
+from vagonfs.cache.store_ahead import KernelPages
 from vagonfs.cache.uploads import State
 from vagonfs.core import symlinks
-from vagonfs.runtime import supervise
 from vagonfs.core.attrs import LocalAttrs
 from vagonfs.core.changes import Changes
 from vagonfs.core.folder_prefetch import FolderPrefetch
@@ -53,9 +52,9 @@ from vagonfs.core.inodes import ROOT_INODE, Node
 from vagonfs.core.list_ahead import AHEAD, ListAhead
 from vagonfs.core.namespace import Namespace
 from vagonfs.core.writes import Writes
-from vagonfs.errors import (BadHandle, IsADirectory, NotADirectory, NotFound, Stale,
-                            StoreError)
+from vagonfs.errors import BadHandle, IsADirectory, NotADirectory, NotFound, Stale, StoreError
 from vagonfs.remote.base import Capacity, Entry, Store
+from vagonfs.runtime import supervise
 
 log = logging.getLogger("vagonfs.fs")
 

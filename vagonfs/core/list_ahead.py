@@ -40,11 +40,11 @@ from dataclasses import dataclass
 import cachetools
 import trio
 
-from vagonfs.runtime import supervise
 from vagonfs.core.inodes import Node
 from vagonfs.core.namespace import Namespace
 from vagonfs.errors import StoreError
 from vagonfs.remote.base import Entry
+from vagonfs.runtime import supervise
 
 AHEAD = 32  # the default of --list-ahead
 IN_FLIGHT = 16  # within the HTTP client's 32 connections, beside a listing's own pages

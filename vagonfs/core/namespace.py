@@ -24,13 +24,13 @@ from contextlib import aclosing
 import cachetools
 
 from vagonfs.cache.reader import Reader
-from vagonfs.runtime import supervise
 from vagonfs.core.inodes import ROOT_INODE, InodeTable, Node
 from vagonfs.core.listings import Listings
 from vagonfs.errors import (ListingChanged, NotADirectory, NotEmpty, NotFound, PermissionDenied,
                             RemoteIOError, StoreError)
 from vagonfs.remote.base import Entry, SharedListing, Store
 from vagonfs.remote.names import linux_problem
+from vagonfs.runtime import supervise
 
 log = logging.getLogger("vagonfs.fs")
 

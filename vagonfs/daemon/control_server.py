@@ -21,8 +21,8 @@ from pathlib import Path
 import trio
 
 from vagonfs.control import channel
-from vagonfs.runtime import supervise
 from vagonfs.errors import ConfigError
+from vagonfs.runtime import supervise
 
 log = logging.getLogger("vagonfs.mount")
 

@@ -22,10 +22,10 @@ import pyfuse3
 
 from vagonfs.cache.blocks import BLOCK_SIZE
 from vagonfs.core import symlinks
-from vagonfs.runtime import supervise
 from vagonfs.core.fs import Attributes, Filesystem
 from vagonfs.core.inodes import Node
 from vagonfs.errors import StoreError
+from vagonfs.runtime import supervise
 
 log = logging.getLogger("vagonfs.fuse")
 

@@ -47,9 +47,8 @@ from typing import TypeVar
 import pyfuse3
 import trio
 
-from vagonfs.runtime import threads
 from vagonfs.cache.blocks import Buffer
-from vagonfs.runtime import supervise
+from vagonfs.runtime import supervise, threads
 
 log = logging.getLogger("vagonfs.fuse")
 

@@ -44,23 +44,22 @@ from pathlib import Path
 import pyfuse3
 import trio
 
-from vagonfs.daemon import kernel_read_ahead
-from vagonfs.control import status
 from vagonfs.cache.reader import MAX_INFLIGHT_BYTES
 from vagonfs.cache.uploads import State
 from vagonfs.config import MountOptions
-from vagonfs.daemon.control_server import ControlServer, claim
-from vagonfs.runtime import supervise
+from vagonfs.control.mounttable import is_mounted
 from vagonfs.core.fs import Filesystem, FsOptions
 from vagonfs.core.symlinks import LinkStore
-from vagonfs.errors import ConfigError, StoreError
+from vagonfs.daemon import kernel_read_ahead, status_report
+from vagonfs.daemon.control_server import ControlServer, claim
 from vagonfs.daemon.fuse_ops import FuseOperations
 from vagonfs.daemon.kernel_pages import KernelPages
 from vagonfs.daemon.launcher import tell_parent
-from vagonfs.control.mounttable import is_mounted
+from vagonfs.daemon.store_check import check_store
+from vagonfs.errors import ConfigError, StoreError
 from vagonfs.remote.base import resolve
 from vagonfs.remote.factory import open_store
-from vagonfs.daemon.store_check import check_store
+from vagonfs.runtime import supervise
 
 log = logging.getLogger("vagonfs.mount")
 
@@ -277,7 +276,7 @@ class _Daemon:
         """``vagonfs sync``: upload what is pending now; what is not uploaded
         once the store answered for each, or ``timeout`` passed."""
         left = await self.fs.uploads.upload_all(timeout)
-        return [status.upload(self.fs, p) for p in left]
+        return [status_report.upload(self.fs, p) for p in left]
 
     def bound_by_stop_timeout(self) -> float:
         """No drain waits past ``--stop-timeout`` from now (nor past a bound
@@ -347,5 +346,5 @@ class _Daemon:
                   "fuse_read_bytes": self.operations.read_bytes if self.operations else 0}
         if self.pages is not None:
             kernel.update(self.pages.counts, page_cache_pending_bytes=self.pages.pending_bytes)
-        return status.report(self.fs, self.options, self.stats, self.started,
-                             cache_root(self.options), self.kernel_requests, kernel)
+        return status_report.report(self.fs, self.options, self.stats, self.started,
+                                    cache_root(self.options), self.kernel_requests, kernel)

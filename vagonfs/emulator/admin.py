@@ -12,11 +12,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from vagonfs.emulator import tenant
-from vagonfs.emulator.vagon import model
 from vagonfs.emulator.bad_input import BadInputError
 from vagonfs.emulator.context import bearer_ok, of
 from vagonfs.emulator.faults import FaultError
 from vagonfs.emulator.storage import EMPTY_BLOB, generated
+from vagonfs.emulator.vagon import model
 
 
 class AdminError(Exception):

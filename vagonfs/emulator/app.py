@@ -21,9 +21,10 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Match, Route
 
 from vagonfs.emulator import admin, archive, s3, shannon, tenant
-from vagonfs.emulator.vagon import files as vagon_files, machines as vagon_machines
 from vagonfs.emulator.context import Emulator
 from vagonfs.emulator.faults import Decision
+from vagonfs.emulator.vagon import files as vagon_files
+from vagonfs.emulator.vagon import machines as vagon_machines
 from vagonfs.emulator.vagon.wire import error_reply
 
 class ConnectionCut(Exception):

@@ -17,8 +17,8 @@ import zipfile
 from starlette.requests import Request
 from starlette.routing import Route
 
-from vagonfs.emulator.vagon import model
 from vagonfs.emulator.context import of
+from vagonfs.emulator.vagon import model
 from vagonfs.emulator.vagon.wire import PREFIX, VagonError, int_param, reply, vagon_route
 
 NAME = "project-files.zip"

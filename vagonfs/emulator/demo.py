@@ -12,8 +12,8 @@ from __future__ import annotations
 import mimetypes
 
 from vagonfs.emulator import tenant
-from vagonfs.emulator.vagon import model
 from vagonfs.emulator.storage import MiB, Storage, generated
+from vagonfs.emulator.vagon import model
 from vagonfs.emulator.vagon.machines import add_machine, add_task
 
 CREATED = "2026-02-05T10:10:22Z"

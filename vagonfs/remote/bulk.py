@@ -41,9 +41,8 @@ import httpx
 import outcome
 import trio
 
-from vagonfs.runtime import threads
 from vagonfs.errors import LocalCopyLost, RemoteIOError
-from vagonfs.runtime import buffers
+from vagonfs.runtime import buffers, threads
 
 # an idle connection older than this may have been closed by the server: not reused
 _IDLE_EXPIRY = 20.0

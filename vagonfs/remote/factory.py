@@ -17,8 +17,8 @@ from vagonfs.remote.failures import RetryPolicy
 from vagonfs.remote.http import HttpClient, Stats, new_client
 from vagonfs.remote.shannon import ShannonStore
 from vagonfs.remote.tenant import TenantStore
-from vagonfs.remote.vagon.store import VagonStore
 from vagonfs.remote.vagon.api import VagonApi
+from vagonfs.remote.vagon.store import VagonStore
 
 
 def make_store(remote: Remote, http: HttpClient) -> Store:

@@ -33,12 +33,11 @@ from dataclasses import dataclass
 import httpx
 import trio
 
-from vagonfs.runtime import threads
 from vagonfs.errors import RemoteIOError, Stale, StoreError
 from vagonfs.remote import bulk
-from vagonfs.runtime import buffers
-from vagonfs.remote.failures import (ErrorMapper, RetryPolicy, is_temporary, redact,
-                                     retry_after, safe_url, status_error)
+from vagonfs.remote.failures import (ErrorMapper, RetryPolicy, is_temporary, redact, retry_after,
+                                     safe_url, status_error)
+from vagonfs.runtime import buffers, threads
 
 log = logging.getLogger("vagonfs.http")
 

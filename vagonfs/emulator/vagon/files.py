@@ -17,9 +17,9 @@ import os
 from starlette.requests import Request
 from starlette.routing import Route
 
-from vagonfs.emulator.vagon import model
 from vagonfs.emulator.context import of
 from vagonfs.emulator.storage import MiB, iso, new_uid
+from vagonfs.emulator.vagon import model
 from vagonfs.emulator.vagon.wire import (PREFIX, VagonError, check_name, file_item, int_param,
                                          page_args, page_reply, reply, vagon_route)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import Route
 
-from vagonfs.emulator.vagon import model
 from vagonfs.emulator.context import of
+from vagonfs.emulator.vagon import model
 from vagonfs.emulator.vagon.wire import (PREFIX, VagonError, page_args, page_reply, reply,
                                          vagon_route)
 

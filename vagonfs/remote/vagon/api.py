@@ -25,13 +25,13 @@ from pathlib import Path
 import httpx
 import trio
 
-from vagonfs.runtime import threads
 from vagonfs.errors import PermissionDenied, RemoteIOError, StoreError, error_for_status
 from vagonfs.remote import signing
-from vagonfs.remote.vagon import paging
 from vagonfs.remote.failures import describe
 from vagonfs.remote.http import HttpClient
+from vagonfs.remote.vagon import paging
 from vagonfs.remote.vagon.paging import flatten
+from vagonfs.runtime import threads
 
 log = logging.getLogger("vagonfs.vagon")
 

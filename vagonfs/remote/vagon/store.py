@@ -41,13 +41,12 @@ from collections.abc import AsyncGenerator, Hashable, Iterator
 from contextlib import aclosing, asynccontextmanager
 from typing import BinaryIO, NamedTuple, cast
 
-from vagonfs.errors import (CrossDevice, InvalidName, IsADirectory, NotFound, ReadOnly,
-                            RemoteIOError)
+from vagonfs.errors import CrossDevice, InvalidName, IsADirectory, NotFound, ReadOnly, RemoteIOError
 from vagonfs.remote import names as name_rules
-from vagonfs.remote.vagon import upload as parts
 from vagonfs.remote.base import (Capabilities, Capacity, Entry, ProgressFn, Store,
                                  cache_key_prefix, find_listed)
 from vagonfs.remote.replies import parse_timestamp, reply_shape
+from vagonfs.remote.vagon import upload as parts
 from vagonfs.remote.vagon.api import VagonApi
 from vagonfs.remote.vagon.download_urls import DownloadUrls
 from vagonfs.remote.vagon.names import local_names
