@@ -1,31 +1,34 @@
 """The one exception tree of vagonfs, and the only place an errno is chosen.
 
-Every failure that leaves a remote client, the cache or the core is a
-:class:`StoreError` carrying the errno the filesystem will return and the
-server's own message, so the FUSE adapter converts errors at exactly one
-boundary (pyfuse3 lets any other exception end the whole mount)::
+Every failure that leaves a remote client, the cache or the core is an
+:class:`FsError` carrying the errno the filesystem will return (and, from
+the store, the server's own message), so the FUSE adapter converts errors at
+exactly one boundary (pyfuse3 lets any other exception end the whole mount).
+What the store said is a :class:`StoreError`; the cache disk's failures, a
+file changed while read and a bad handle are not the store's::
 
     VagonfsError
-    ├── ConfigError            bad config file or command line; never reaches FUSE
-    └── StoreError(errno)      a remote operation failed for good
-        ├── NotFound           ENOENT
-        ├── AlreadyExists      EEXIST
-        ├── PermissionDenied   EACCES
-        ├── ReadOnly           EROFS
-        ├── NoSpace            ENOSPC
-        ├── FileTooLarge       EFBIG
-        ├── NotEmpty           ENOTEMPTY
-        ├── InvalidName        EINVAL
-        ├── CrossDevice        EXDEV   (a rename the store cannot do)
-        ├── NameTooLong        ENAMETOOLONG
-        ├── IsADirectory       EISDIR
-        ├── NotADirectory      ENOTDIR
-        ├── Stale              ESTALE  (the file changed on the store while being read)
-        ├── BadHandle          EBADF   (a file handle the kernel should not have sent)
-        ├── LocalDiskError     ENOSPC, EDQUOT or EIO: the cache disk failed, as it said
-        │   └── LocalCopyLost  EIO     (a pending upload's spool is gone or unreadable)
-        └── RemoteIOError      EIO     (retries exhausted, or nonsense from the server)
-            └── ListingChanged         a paged listing changed between its pages
+    ├── ConfigError              bad config file or command line; never reaches FUSE
+    └── FsError(errno)           a filesystem call fails with this errno
+        ├── StoreError           the store refused, or could not be reached
+        │   ├── NotFound         ENOENT
+        │   ├── AlreadyExists    EEXIST
+        │   ├── PermissionDenied EACCES
+        │   ├── ReadOnly         EROFS
+        │   ├── NoSpace          ENOSPC
+        │   ├── FileTooLarge     EFBIG
+        │   ├── NotEmpty         ENOTEMPTY
+        │   ├── InvalidName      EINVAL
+        │   ├── CrossDevice      EXDEV   (a rename the store cannot do)
+        │   ├── NameTooLong      ENAMETOOLONG
+        │   ├── IsADirectory     EISDIR
+        │   ├── NotADirectory    ENOTDIR
+        │   └── RemoteIOError    EIO     (retries exhausted, or nonsense from the server)
+        │       └── ListingChanged       a paged listing changed between its pages
+        ├── Stale                ESTALE  (the file changed on the store while being read)
+        ├── BadHandle            EBADF   (a file handle the kernel should not have sent)
+        └── LocalDiskError       ENOSPC, EDQUOT or EIO: the cache disk failed, as it said
+            └── LocalCopyLost    EIO     (a pending upload's spool is gone or unreadable)
 
 Messages never contain credentials: the HTTP layer builds them from the
 server's reply and a URL stripped of its query string.
@@ -44,8 +47,8 @@ class ConfigError(VagonfsError):
     """The configuration or the command line is wrong; the message says how."""
 
 
-class StoreError(VagonfsError):
-    """A remote operation failed; ``errno`` is what the syscall returns."""
+class FsError(VagonfsError):
+    """A filesystem call fails; ``errno`` is what the syscall returns."""
 
     errno: int = errno.EIO
 
@@ -59,6 +62,10 @@ class StoreError(VagonfsError):
     def __str__(self) -> str:
         where = f" (HTTP {self.status})" if self.status else ""
         return f"{self.message}{where}"
+
+
+class StoreError(FsError):
+    """The store refused the operation, or could not be reached for it."""
 
 
 class NotFound(StoreError):
@@ -97,7 +104,7 @@ class CrossDevice(StoreError):
     errno = errno.EXDEV
 
 
-class Stale(StoreError):
+class Stale(FsError):
     errno = errno.ESTALE
 
 
@@ -110,11 +117,11 @@ class ListingChanged(RemoteIOError):
     the pages do not add up to one listing, so it is read again, never stitched."""
 
 
-class BadHandle(StoreError):
+class BadHandle(FsError):
     errno = errno.EBADF
 
 
-class LocalDiskError(StoreError):
+class LocalDiskError(FsError):
     """The cache disk refused a write or a read: a full disk or quota keeps its
     errno (the caller can act on ENOSPC), anything else is EIO."""
 

@@ -22,7 +22,7 @@ from vagonfs.cache.blocks import BLOCK_SIZE
 from vagonfs.cache.uploads import Pending
 from vagonfs.core.fs import Filesystem, FsOptions
 from vagonfs.core.inodes import ROOT_INODE, Node
-from vagonfs.errors import StoreError
+from vagonfs.errors import FsError
 
 from .memory_store import Gate, MemoryStore
 
@@ -90,7 +90,7 @@ async def held(gate: Gate, *calls: Callable[[], Awaitable[object]]) -> AsyncIter
         gate.open()
 
 
-async def error_from(call: Awaitable[object], kind: type[StoreError] = StoreError) -> StoreError:
+async def error_from(call: Awaitable[object], kind: type[FsError] = FsError) -> FsError:
     """What awaiting ``call`` raises, which must be a ``kind``: ``pytest.raises``
     for one awaited call, so a check of its errno fits on one line."""
     with pytest.raises(kind) as caught:

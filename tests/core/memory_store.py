@@ -9,7 +9,7 @@ each write), and gives a test three handles on it:
   ``page`` once per page served), ``reads`` the byte ranges read, and
   ``cancelled`` the calls cancelled while they waited or streamed;
 - ``fail``: the Nth call of an operation from now (at one page of a listing,
-  one chunk of a read) raises a given ``StoreError``;
+  one chunk of a read) raises a given ``FsError``;
 - ``gate``: a call stops before it answers (a read before its Nth chunk, a
   listing before its Nth page) until the test opens the gate, so an
   interleaving happens on purpose instead of by luck.
@@ -35,8 +35,8 @@ from typing import BinaryIO, cast
 import trio
 
 from vagonfs.cache.blocks import BLOCK_SIZE
-from vagonfs.errors import (AlreadyExists, IsADirectory, ListingChanged, NotADirectory,
-                            NotEmpty, NotFound, RemoteIOError, Stale, StoreError)
+from vagonfs.errors import (AlreadyExists, FsError, IsADirectory, ListingChanged, NotADirectory,
+                            NotEmpty, NotFound, RemoteIOError, Stale)
 from vagonfs.remote.base import Capabilities, Capacity, Entry, ProgressFn, Store
 
 
@@ -51,7 +51,7 @@ class _Item:
 @dataclass(eq=False)
 class _Fault:
     op: str
-    error: StoreError
+    error: FsError
     call: int  # the op's call count that fails
     at: int  # the page of a listing, the chunk of a read, that fails (from 0)
 
@@ -152,7 +152,7 @@ class MemoryStore(Store):
         return Entry(_name(path), item.is_dir, key=path, size=len(item.data), mtime=item.mtime,
                      version=item.version)
 
-    def fail(self, op: str, error: StoreError, *, nth: int = 1, at: int = 0) -> None:
+    def fail(self, op: str, error: FsError, *, nth: int = 1, at: int = 0) -> None:
         """The ``nth`` call of ``op`` from now raises ``error``, before its page
         or chunk number ``at`` (from 0)."""
         self._faults.append(_Fault(op, error, self.calls[op] + nth, at))

@@ -7,7 +7,7 @@ import errno
 import pytest
 
 from vagonfs.core.fs import Filesystem
-from vagonfs.errors import StoreError
+from vagonfs.errors import FsError
 
 from .conftest import error_from, run_with_fs
 from .memory_store import MemoryStore
@@ -21,7 +21,7 @@ def test_unknown_handles_answer_ebadf(tmp_path):
         for call in (lambda: fs.read(dir_fh, 0, 10), lambda: fs.write(4242, 0, b"x"),
                      lambda: fs.fsync(4242), lambda: fs.flush(4242)):
             assert (await error_from(call())).errno == errno.EBADF
-        with pytest.raises(StoreError) as caught:
+        with pytest.raises(FsError) as caught:
             async for _ in fs.readdir(4242, 0):
                 pass
         assert caught.value.errno == errno.EBADF

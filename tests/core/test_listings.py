@@ -10,7 +10,7 @@ import pytest
 
 from vagonfs.core.fs import Filesystem
 from vagonfs.core.inodes import ROOT_INODE, Node
-from vagonfs.errors import InvalidName, ListingChanged, RemoteIOError, StoreError
+from vagonfs.errors import FsError, InvalidName, ListingChanged, RemoteIOError
 
 from .conftest import error_from, held, names, run_with_fs
 from .memory_store import MemoryStore
@@ -58,7 +58,7 @@ def test_a_failed_page_fails_the_listing_with_eio_and_is_not_kept(tmp_path, page
     async def body(fs: Filesystem, folder: Node) -> None:
         fh = await fs.opendir(folder.ino)
         shown = []
-        with pytest.raises(StoreError) as caught:
+        with pytest.raises(FsError) as caught:
             async for _, node in fs.readdir(fh, 0):
                 shown.append(node.name)
         fs.releasedir(fh)

@@ -9,7 +9,7 @@ import errno
 import httpx
 import pytest
 
-from vagonfs.errors import InvalidName, RemoteIOError, StoreError
+from vagonfs.errors import FsError, InvalidName, RemoteIOError
 from vagonfs.remote.base import Capabilities
 from vagonfs.remote.failures import RetryPolicy, is_temporary, safe_url, server_message
 from vagonfs.remote.names import check, linux_problem
@@ -78,7 +78,7 @@ def test_names_vagon_takes():
                                          ("tab\there", errno.EINVAL),
                                          ("bad\udc80byte", errno.EINVAL)])
 def test_names_refused_at_a_syscall_say_why_with_their_errno(name, errno_):
-    with pytest.raises(StoreError) as caught:
+    with pytest.raises(FsError) as caught:
         check(name, Capabilities(read_only=False, can_rename=True, max_file_size=None))
     assert caught.value.errno == errno_
 

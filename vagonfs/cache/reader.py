@@ -55,7 +55,7 @@ import trio
 
 from vagonfs.cache.blocks import BLOCK_SIZE, BlockCache, Buffer, object_id
 from vagonfs.cache.store_ahead import KernelPages, StoreAhead
-from vagonfs.errors import RemoteIOError, StoreError
+from vagonfs.errors import FsError, RemoteIOError
 from vagonfs.remote.base import Entry, Store
 from vagonfs.runtime import supervise
 
@@ -92,7 +92,7 @@ class _Fetches:
     """Blocks of one object (a file version) on their way, and failed ones' errors."""
 
     waiting: dict[int, trio.Event] = field(default_factory=dict)
-    errors: dict[int, StoreError] = field(default_factory=dict)
+    errors: dict[int, FsError] = field(default_factory=dict)
     runs: set[trio.CancelScope] = field(default_factory=set)
 
 
@@ -376,11 +376,11 @@ class Reader:
         if not fetches.runs and self._fetches.get(run.obj) is fetches:
             del self._fetches[run.obj]  # waiters keep their reference to see errors
 
-    def _failure(self, run: _Run, exc: Exception, waited: bool) -> StoreError:
+    def _failure(self, run: _Run, exc: Exception, waited: bool) -> FsError:
         """The error for the run's waiters, logged once per file version and
         message; a read-ahead nobody waited for yet fails quietly (its reader,
         if one comes, asks again and hears the error then)."""
-        if isinstance(exc, StoreError):
+        if isinstance(exc, FsError):
             if not waited:
                 log.debug("read-ahead of %s: %s", run.entry.name, exc)
                 return exc

@@ -66,8 +66,8 @@ import trio
 
 from vagonfs.cache.journal import Journal
 from vagonfs.cache.spool import Spool, SpoolFiles
-from vagonfs.errors import (FileTooLarge, InvalidName, LocalCopyLost, NoSpace, PermissionDenied,
-                            ReadOnly, StoreError)
+from vagonfs.errors import (FileTooLarge, FsError, InvalidName, LocalCopyLost, NoSpace,
+                            PermissionDenied, ReadOnly)
 from vagonfs.runtime import supervise
 
 log = logging.getLogger("vagonfs.upload")
@@ -96,7 +96,7 @@ class Pending(Generic[K]):
     state: State = State.OPEN
     due: float = math.inf
     attempts: int = 0
-    error: StoreError | None = None
+    error: FsError | None = None
     progress: int = 0
     replaces: str = ""  # the version this content was made from, its base ("" new here)
     settled: trio.Event = field(default_factory=trio.Event)
@@ -263,7 +263,7 @@ class UploadQueue(Generic[K]):
         deadline) leaves them recorded for the next mount."""
         for pending in self._pending.values():
             if pending.state is State.OPEN:
-                with contextlib.suppress(StoreError):  # logged once; uploaded all the same
+                with contextlib.suppress(FsError):  # logged once; uploaded all the same
                     self._write_record(pending)
             if pending.state in (State.OPEN, State.QUEUED):
                 self._queue_at(pending, 0.0)
@@ -421,7 +421,7 @@ class UploadQueue(Generic[K]):
             return
         newer.replaces = version
         if self._journal.holds(newer.spool):
-            with contextlib.suppress(StoreError):  # logged once; a replay keeps a copy beside
+            with contextlib.suppress(FsError):  # logged once; a replay keeps a copy beside
                 self._write_record(newer)
 
     def _done(self, pending: Pending[K]) -> None:
@@ -431,7 +431,7 @@ class UploadQueue(Generic[K]):
         self._changed(pending.key, None)
 
     def _failed(self, pending: Pending[K], path: str, exc: Exception) -> None:
-        if isinstance(exc, StoreError):
+        if isinstance(exc, FsError):
             error, told = exc, exc.logged
         else:  # a bug or the local disk: one line with the traceback at debug
             error, told = supervise.failure(f"upload of {path}", exc, logger=log), True

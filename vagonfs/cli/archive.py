@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from vagonfs.config import config_path, load_remote
-from vagonfs.errors import ConfigError, StoreError
+from vagonfs.errors import ConfigError, FsError
 
 
 def add_arguments(parser) -> None:
@@ -40,7 +40,7 @@ def run(args) -> int:
 
     try:
         size = trio.run(_archive, remote, path, output, args.poll_interval)
-    except StoreError as exc:
+    except FsError as exc:
         output.unlink(missing_ok=True)
         print(f"vagonfs: archive of {args.source} failed: {exc.message}", file=sys.stderr)
         return 1
@@ -82,7 +82,7 @@ async def _abort(api, download_id) -> None:
     """Stop the server's job; one that already ended cannot be, and that is fine."""
     try:
         await api.archive_abort(download_id)
-    except StoreError:
+    except FsError:
         pass
 
 

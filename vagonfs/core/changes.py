@@ -24,8 +24,8 @@ from vagonfs.core.attrs import LocalAttrs
 from vagonfs.core.inodes import Node
 from vagonfs.core.namespace import Namespace
 from vagonfs.core.writes import landed_version
-from vagonfs.errors import (AlreadyExists, CrossDevice, IsADirectory, NotADirectory, NotFound,
-                            ReadOnly, StoreError)
+from vagonfs.errors import (AlreadyExists, CrossDevice, FsError, IsADirectory, NotADirectory,
+                            NotFound, ReadOnly)
 from vagonfs.remote import names
 from vagonfs.remote.base import Entry, Store
 
@@ -188,8 +188,8 @@ class Changes:
             await self._remove(new_parent, target)
             try:
                 moved = await self.store.rename(entry, folder, new_name)
-            except StoreError:
-                with contextlib.suppress(StoreError):  # not atomic, but nothing is lost
+            except FsError:
+                with contextlib.suppress(FsError):  # not atomic, but nothing is lost
                     await self.mkdir(new_parent, new_name)
                 raise
         else:

@@ -4,7 +4,7 @@ Not tied to pyfuse3 (``vagonfs.daemon.fuse_ops`` adapts it), so its rules read
 top to bottom: a request comes in, the namespace (inode table and listing
 cache) answers what it can, the block cache serves reads, the write-back
 queue takes writes, and only then the store is asked. Every failure is a
-``StoreError`` carrying its errno.
+``FsError`` carrying its errno.
 
 :class:`Filesystem` is the one face of the core; what it composes owns one
 thing each: ``namespace`` (names in folders, listings), ``handles`` (open
@@ -52,7 +52,7 @@ from vagonfs.core.inodes import ROOT_INODE, Node
 from vagonfs.core.list_ahead import AHEAD, ListAhead
 from vagonfs.core.namespace import Namespace
 from vagonfs.core.writes import Writes
-from vagonfs.errors import BadHandle, IsADirectory, NotADirectory, NotFound, Stale, StoreError
+from vagonfs.errors import BadHandle, FsError, IsADirectory, NotADirectory, NotFound, Stale
 from vagonfs.remote.base import Capacity, Entry, Store
 from vagonfs.runtime import supervise
 
@@ -117,7 +117,7 @@ class Filesystem:
         for path, spool, replaces in self.uploads.recovered():
             try:
                 await self._recover(path, spool, replaces)
-            except StoreError as exc:
+            except FsError as exc:
                 log.error("could not restore pending upload of %s: %s (data kept in %s)",
                           path, exc, spool.path)
 
@@ -305,7 +305,7 @@ class Filesystem:
         if not handle.writable:
             raise BadHandle(f"{self.inodes.path(node)} is not open for writing here")
         if node.dirty is None:  # its content was dropped: deleted or replaced while open
-            raise StoreError(f"{self.inodes.path(node)} was deleted or replaced while open")
+            raise FsError(f"{self.inodes.path(node)} was deleted or replaced while open")
         return await self.writes.write(node, node.dirty, offset, data)
 
     async def flush(self, fh: int) -> None:

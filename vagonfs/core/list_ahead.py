@@ -42,7 +42,7 @@ import trio
 
 from vagonfs.core.inodes import Node
 from vagonfs.core.namespace import Namespace
-from vagonfs.errors import StoreError
+from vagonfs.errors import FsError
 from vagonfs.remote.base import Entry
 from vagonfs.runtime import supervise
 
@@ -121,7 +121,7 @@ class ListAhead:
     async def _list(self, node: Node) -> None:
         try:
             await self._namespace.listing(node)
-        except StoreError:
+        except FsError:
             pass  # logged by the listing; its reader, if one comes, asks again
         finally:
             self._in_flight -= 1

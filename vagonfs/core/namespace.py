@@ -26,8 +26,8 @@ import cachetools
 from vagonfs.cache.reader import Reader
 from vagonfs.core.inodes import ROOT_INODE, InodeTable, Node
 from vagonfs.core.listings import Listings
-from vagonfs.errors import (ListingChanged, NotADirectory, NotEmpty, NotFound, PermissionDenied,
-                            RemoteIOError, StoreError)
+from vagonfs.errors import (FsError, ListingChanged, NotADirectory, NotEmpty, NotFound,
+                            PermissionDenied, RemoteIOError)
 from vagonfs.remote.base import Entry, SharedListing, Store
 from vagonfs.remote.names import linux_problem
 from vagonfs.runtime import supervise
@@ -250,7 +250,7 @@ def visible(entry: Entry) -> bool:
     return True
 
 
-def _as_listing_error(error: StoreError) -> StoreError:
+def _as_listing_error(error: FsError) -> FsError:
     """A failed listing is EIO to ``ls`` whatever the page said (a 400 is no
     EINVAL of the caller's), keeping the store's own words."""
     if error.errno == errno.EIO:

@@ -2,7 +2,7 @@
 
 pyfuse3 ends the whole mount on any exception other than ``FUSEError``, so
 every handler runs inside :meth:`FuseOperations._request`, the one place where a
-``StoreError`` becomes its errno and anything unexpected becomes EIO (or the
+``FsError`` becomes its errno and anything unexpected becomes EIO (or the
 cache disk's ENOSPC) with one log line, as background work does
 (``vagonfs.runtime.supervise``). It also counts the kernel's requests by
 operation (``vagonfs status --json``: what a tool's walk of the mount really
@@ -24,7 +24,7 @@ from vagonfs.cache.blocks import BLOCK_SIZE
 from vagonfs.core import symlinks
 from vagonfs.core.fs import Attributes, Filesystem
 from vagonfs.core.inodes import Node
-from vagonfs.errors import StoreError
+from vagonfs.errors import FsError
 from vagonfs.runtime import supervise
 
 log = logging.getLogger("vagonfs.fuse")
@@ -70,7 +70,7 @@ class FuseOperations(pyfuse3.Operations):
             yield
         except pyfuse3.FUSEError:
             raise
-        except StoreError as exc:
+        except FsError as exc:
             if exc.errno in (errno.EIO, errno.ENOSPC, errno.EFBIG, errno.EACCES) \
                     and not exc.logged:
                 log.warning("%s: %s", operation, exc)

@@ -56,7 +56,7 @@ from vagonfs.daemon.fuse_ops import FuseOperations
 from vagonfs.daemon.kernel_pages import KernelPages
 from vagonfs.daemon.launcher import tell_parent
 from vagonfs.daemon.store_check import check_store
-from vagonfs.errors import ConfigError, StoreError
+from vagonfs.errors import ConfigError, FsError
 from vagonfs.remote.base import resolve
 from vagonfs.remote.factory import open_store
 from vagonfs.runtime import supervise
@@ -91,7 +91,7 @@ def run(options: MountOptions) -> int:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     try:
         return trio.run(_serve, options)
-    except (ConfigError, StoreError, OSError) as exc:
+    except (ConfigError, FsError, OSError) as exc:
         log.error("mount failed: %s", exc)
         tell_parent(f"cannot mount {options.remote.name}: {exc}")
         return 1
@@ -191,7 +191,7 @@ async def _ask_capacity(fs: Filesystem) -> None:
     to mount."""
     try:
         await fs.statfs()
-    except StoreError as exc:
+    except FsError as exc:
         log.warning("the store's capacity is not known yet (%s); df will ask again", exc)
 
 

@@ -14,7 +14,7 @@ import httpx
 import trio
 
 from vagonfs.config import Remote
-from vagonfs.errors import ConfigError, NotFound, PermissionDenied, StoreError
+from vagonfs.errors import ConfigError, FsError, NotFound, PermissionDenied
 from vagonfs.remote.factory import open_store
 from vagonfs.remote.failures import RetryPolicy
 
@@ -33,14 +33,14 @@ async def check_store(remote: Remote) -> None:
         with trio.move_on_after(CHECK_TIMEOUT):
             try:
                 await store.check()
-            except StoreError as exc:
+            except FsError as exc:
                 raise ConfigError(_why_refused(remote, exc)) from None
             return
     raise ConfigError(f"{remote.url} did not answer within {CHECK_TIMEOUT:.0f} s"
                       f"{_DELAY_HINT}")
 
 
-def _why_refused(remote: Remote, exc: StoreError) -> str:
+def _why_refused(remote: Remote, exc: FsError) -> str:
     """The cause of a failed check, in the words a user acts on."""
     transport = exc.__context__
     if isinstance(transport, httpx.TransportError):

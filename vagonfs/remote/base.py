@@ -6,7 +6,7 @@ values back. Each store module (``vagon``, ``tenant``, ``shannon``)
 implements it over its own API and declares what it can do in
 :class:`Capabilities`, the way rclone backends declare ``Features()``.
 
-Every method raises only :class:`vagonfs.errors.StoreError` subclasses, after
+Every method raises only :class:`vagonfs.errors.FsError` subclasses, after
 the HTTP layer has retried what was safe to retry.
 """
 
@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 import trio
 
-from vagonfs.errors import NotADirectory, NotFound, StoreError
+from vagonfs.errors import FsError, NotADirectory, NotFound
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ class SharedListing:
 
     done: trio.Event = field(default_factory=trio.Event)
     listing: dict[str, Entry] | None = None
-    error: StoreError | None = None
+    error: FsError | None = None
 
 class Store(abc.ABC):
     """A remote file store seen as a tree of folders."""
@@ -179,7 +179,7 @@ class Store(abc.ABC):
     async def check(self) -> None:
         """One cheap authenticated request, made before a mount is offered, so
         that wrong credentials, a dead host or a URL that is not this store are
-        told at mount time. Raises StoreError; a reply that is not this API's
+        told at mount time. Raises FsError; a reply that is not this API's
         is RemoteIOError without a status."""
 
 
@@ -214,10 +214,10 @@ async def resolve(store: Store, path: str) -> Entry:
 
 @asynccontextmanager
 async def task_group() -> AsyncIterator[trio.Nursery]:
-    """A nursery whose failure is the first StoreError of its tasks.
+    """A nursery whose failure is the first FsError of its tasks.
 
     trio groups the errors of parallel tasks; callers of a store expect one
-    StoreError (the FUSE boundary converts only those), so a group made only
+    FsError (the FUSE boundary converts only those), so a group made only
     of store errors is unwrapped.
     """
     try:
@@ -225,7 +225,7 @@ async def task_group() -> AsyncIterator[trio.Nursery]:
             yield nursery
     except BaseExceptionGroup as group:
         leaves = list(_leaves(group))
-        if leaves and all(isinstance(e, StoreError) for e in leaves):
+        if leaves and all(isinstance(e, FsError) for e in leaves):
             raise leaves[0] from None
         raise
 

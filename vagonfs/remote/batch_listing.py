@@ -30,7 +30,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from vagonfs.errors import NotFound, RemoteIOError, StoreError
+from vagonfs.errors import FsError, NotFound, RemoteIOError
 from vagonfs.remote.base import Entry, SharedListing
 
 GATHER_SECONDS = 0.5  # what a batch may add to an upload's confirmation or its check
@@ -96,7 +96,7 @@ class ListingBatches:
                 async for page in self._list(folder):
                     for listed in page:  # a name listed twice: the first, as the folder shows
                         batch.listing.setdefault(listed.name, listed)
-            except StoreError as exc:
+            except FsError as exc:
                 batch.error = exc
             finally:
                 self._close(folder, batch)

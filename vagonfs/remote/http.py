@@ -10,7 +10,7 @@ is not idempotent (a Vagon create, a tenant move) is retried only when the
 server cannot have acted on it: the connection never opened, or the server
 answered 429/503 ("not now").
 
-Every final failure leaves as exactly one :class:`~vagonfs.errors.StoreError`
+Every final failure leaves as exactly one :class:`~vagonfs.errors.FsError`
 built by the store's error mapper from the server's reply. Messages and log
 lines name a URL only without its query string (presigned URLs carry their
 signature there) and never include request headers, so credentials cannot
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import httpx
 import trio
 
-from vagonfs.errors import RemoteIOError, Stale, StoreError
+from vagonfs.errors import FsError, RemoteIOError, Stale
 from vagonfs.remote import bulk
 from vagonfs.remote.failures import (ErrorMapper, RetryPolicy, is_temporary, redact, retry_after,
                                      safe_url, status_error)
@@ -320,7 +320,7 @@ class HttpClient:
         await trio.sleep(delay)
         return failures
 
-    def _final(self, error: StoreError) -> StoreError:
+    def _final(self, error: FsError) -> FsError:
         self.stats.errors += 1
         log.debug("giving up: %s", error)
         return error

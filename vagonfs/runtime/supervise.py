@@ -4,7 +4,7 @@ Read-ahead runs, listings, uploads and journal or cache writes run as tasks in
 the mount's nursery. trio lets an exception that leaves such a task cancel the
 whole nursery, and with it pyfuse3's request loop: the mount would die with
 ``Transport endpoint is not connected``. So every failure is turned, in one
-place, into the :class:`StoreError` that the callers waiting on the task get
+place, into the :class:`FsError` that the callers waiting on the task get
 (``failure``), and every task is started through :func:`spawn`, whose net
 catches what a task did not expect. The one way a mount ends is unmount.
 
@@ -20,15 +20,15 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from vagonfs.errors import LocalDiskError, RemoteIOError, StoreError
+from vagonfs.errors import FsError, LocalDiskError, RemoteIOError
 
 log = logging.getLogger("vagonfs.supervise")
 
 
-def failure(what: str, exc: BaseException, *, logger: logging.Logger = log) -> StoreError:
-    """The StoreError that ``exc`` means to a caller waiting on ``what``,
-    logged once (a StoreError already logged is not logged again)."""
-    if isinstance(exc, StoreError):
+def failure(what: str, exc: BaseException, *, logger: logging.Logger = log) -> FsError:
+    """The FsError that ``exc`` means to a caller waiting on ``what``,
+    logged once (a FsError already logged is not logged again)."""
+    if isinstance(exc, FsError):
         error = exc
     elif isinstance(exc, OSError):
         error = LocalDiskError(f"{what}: local disk: {exc.strerror or exc}", exc.errno)
@@ -36,7 +36,7 @@ def failure(what: str, exc: BaseException, *, logger: logging.Logger = log) -> S
         error = RemoteIOError(f"{what}: unexpected {type(exc).__name__}: {exc}")
     if not error.logged:
         logger.warning("%s", error if str(error).startswith(what) else f"{what}: {error}")
-        if not isinstance(exc, StoreError):
+        if not isinstance(exc, FsError):
             logger.debug("%s: traceback", what, exc_info=exc)
         error.logged = True
     return error
