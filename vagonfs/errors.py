@@ -27,6 +27,7 @@ file changed while read and a bad handle are not the store's::
         │       └── ListingChanged       a paged listing changed between its pages
         ├── Stale                ESTALE  (the file changed on the store while being read)
         ├── BadHandle            EBADF   (a file handle the kernel should not have sent)
+        ├── NotPermitted         EPERM   (what no store holds: a link without --links)
         └── LocalDiskError       ENOSPC, EDQUOT or EIO: the cache disk failed, as it said
             └── LocalCopyLost    EIO     (a pending upload's spool is gone or unreadable)
 
@@ -119,6 +120,10 @@ class ListingChanged(RemoteIOError):
 
 class BadHandle(FsError):
     errno = errno.EBADF
+
+
+class NotPermitted(FsError):
+    errno = errno.EPERM
 
 
 class LocalDiskError(FsError):

@@ -25,7 +25,7 @@ from vagonfs.core.inodes import Node
 from vagonfs.core.namespace import Namespace
 from vagonfs.core.writes import landed_version
 from vagonfs.errors import (AlreadyExists, CrossDevice, FsError, IsADirectory, NotADirectory,
-                            NotFound, ReadOnly)
+                            NotFound, NotPermitted, ReadOnly)
 from vagonfs.remote import names
 from vagonfs.remote.base import Entry, Store
 
@@ -83,6 +83,8 @@ class Changes:
 
     async def symlink(self, parent: Node, name: str, target: bytes) -> Node:
         """A link (``--links``, see ``vagonfs.core.symlinks``), made on the store at once."""
+        if not symlinks.enabled(self.store):  # no store holds links: docs/SEMANTICS.md
+            raise NotPermitted(f"{name}: links are kept only with --links")
         self.check_new_name(parent, name)
         if await self._namespace.find(parent, name) is not None:
             raise AlreadyExists(f"{name} exists")  # the store's upload would replace it

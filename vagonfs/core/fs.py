@@ -33,6 +33,7 @@ import logging
 import os
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,11 @@ from vagonfs.runtime import supervise
 log = logging.getLogger("vagonfs.fs")
 
 CAPACITY_FRESH = 30.0  # seconds statfs answers from what it heard without asking again
+# a store that does not say its size gets a nominal 1 PiB, as rclone does: a
+# size of 0 makes file managers refuse to copy anything
+UNKNOWN_CAPACITY = 1 << 50
+FREE_INODES = 1_000_000  # inodes are numbers, never used up: the figure df shows free
+MIME_XATTR = b"user.mime_type"  # the store's content type, for file managers (--xattrs)
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,17 @@ class FsOptions:
     write_back_delay: float = 2.0
     cache_max_size: int = 10 * 1024 ** 3
     list_ahead: int = AHEAD  # subfolders listed ahead of a walk (core/list_ahead.py); 0: none
+
+
+@dataclass(frozen=True)
+class FsStats:
+    """What ``statfs`` answers, in bytes and inodes."""
+
+    total: int
+    free: int
+    files: int
+    free_files: int
+    name_max: int
 
 
 @dataclass(frozen=True)
@@ -180,6 +197,24 @@ class Filesystem:
 
     def node(self, ino: int) -> Node:
         return self.namespace.node(ino)
+
+    def remember(self, node: Node) -> None:
+        """The kernel took one more reference on ``node`` (a ``readdir`` entry it kept)."""
+        self.inodes.remember(node)
+
+    def forget(self, ino: int, count: int) -> None:
+        """The kernel dropped ``count`` references on ``ino``."""
+        self.inodes.forget(ino, count)
+
+    def on_name_moved(self, drop_kernel_entry: Callable[[int, str], None]) -> None:
+        """Who drops the kernel's cached entry of a name that leads to another
+        file now (a conflict copy's): the adapter, which talks to the kernel."""
+        self.namespace.name_moved = drop_kernel_entry
+
+    def xattrs(self, ino: int) -> dict[bytes, bytes]:
+        """The extended attributes a file shows: the store's content type."""
+        entry = self.node(ino).entry
+        return {MIME_XATTR: entry.content_type.encode()} if entry and entry.content_type else {}
 
     # -- lookup and listing --------------------------------------------------
 
@@ -386,7 +421,13 @@ class Filesystem:
         await self.changes.rename(self.node(old_parent_ino), old_name,
                                   self.node(new_parent_ino), new_name, noreplace=noreplace)
 
-    async def statfs(self) -> Capacity:
+    async def statfs(self) -> FsStats:
+        capacity = await self._capacity_now()
+        total = capacity.total or UNKNOWN_CAPACITY
+        return FsStats(total, max(0, total - capacity.used), len(self.inodes) + FREE_INODES,
+                       FREE_INODES, self.store.capabilities.max_name_length)
+
+    async def _capacity_now(self) -> Capacity:
         """The store's capacity. Once known it is answered at once, and asked
         again in the background when older than ``CAPACITY_FRESH``: ``df``,
         file managers and ``find`` (gnulib's fts asks for each walk) would

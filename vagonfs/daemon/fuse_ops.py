@@ -21,16 +21,12 @@ from contextlib import aclosing, contextmanager
 import pyfuse3
 
 from vagonfs.cache.blocks import BLOCK_SIZE
-from vagonfs.core import symlinks
 from vagonfs.core.fs import Attributes, Filesystem
 from vagonfs.core.inodes import Node
 from vagonfs.errors import FsError
 from vagonfs.runtime import supervise
 
 log = logging.getLogger("vagonfs.fuse")
-
-UNKNOWN_CAPACITY = 1 << 50
-MIME_XATTR = b"user.mime_type"
 
 
 def _name(raw: bytes) -> str:
@@ -52,7 +48,7 @@ class FuseOperations(pyfuse3.Operations):
         # the bytes FUSE reads were answered with, for ``vagonfs status``: what
         # store-ahead spares shows here
         self.read_bytes = 0
-        fs.namespace.name_moved = self._drop_kernel_entry
+        fs.on_name_moved(self._drop_kernel_entry)
 
     @staticmethod
     def _drop_kernel_entry(folder: int, name: str) -> None:
@@ -104,7 +100,7 @@ class FuseOperations(pyfuse3.Operations):
     async def forget(self, inode_list):
         with self._request("forget"):
             for ino, count in inode_list:
-                self.fs.inodes.forget(ino, count)
+                self.fs.forget(ino, count)
 
     async def getattr(self, inode, ctx=None):
         with self._request("getattr"):
@@ -131,7 +127,7 @@ class FuseOperations(pyfuse3.Operations):
                     if not pyfuse3.readdir_reply(token, os.fsencode(node.name),
                                                  self._attrs(node), next_id):
                         return
-                    self.fs.inodes.remember(node)
+                    self.fs.remember(node)
 
     async def releasedir(self, fh):
         with self._request("releasedir"):
@@ -191,34 +187,30 @@ class FuseOperations(pyfuse3.Operations):
 
     async def statfs(self, ctx):
         with self._request("statfs"):
-            capacity = await self.fs.statfs()
+            stats = await self.fs.statfs()
         out = pyfuse3.StatvfsData()
         out.f_bsize = out.f_frsize = 4096
-        # a store that does not say its size gets a nominal 1 PiB, as rclone
-        # does: a size of 0 makes file managers refuse to copy anything
-        total = capacity.total or UNKNOWN_CAPACITY
-        out.f_blocks = total // 4096
-        out.f_bfree = out.f_bavail = max(0, total - capacity.used) // 4096
-        out.f_files = len(self.fs.inodes) + 1_000_000
-        out.f_ffree = out.f_favail = 1_000_000
-        out.f_namemax = self.fs.store.capabilities.max_name_length
+        out.f_blocks = stats.total // 4096
+        out.f_bfree = out.f_bavail = stats.free // 4096
+        out.f_files = stats.files
+        out.f_ffree = out.f_favail = stats.free_files
+        out.f_namemax = stats.name_max
         return out
 
     async def getxattr(self, inode, name, ctx):
         with self._request("getxattr"):
             if not self.xattrs:
                 raise pyfuse3.FUSEError(errno.ENOSYS)
-            node = self.fs.node(inode)
-            if name == MIME_XATTR and node.entry is not None and node.entry.content_type:
-                return node.entry.content_type.encode()
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+            value = self.fs.xattrs(inode).get(name)
+            if value is None:
+                raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+            return value
 
     async def listxattr(self, inode, ctx):
         with self._request("listxattr"):
             if not self.xattrs:
                 raise pyfuse3.FUSEError(errno.ENOSYS)
-            node = self.fs.node(inode)
-            return [MIME_XATTR] if node.entry is not None and node.entry.content_type else []
+            return list(self.fs.xattrs(inode))
 
     async def setxattr(self, inode, name, value, ctx):
         with self._request("setxattr"):
@@ -230,8 +222,6 @@ class FuseOperations(pyfuse3.Operations):
 
     async def symlink(self, parent_inode, name, target, ctx):
         with self._request("symlink"):
-            if not symlinks.enabled(self.fs.store):
-                raise pyfuse3.FUSEError(errno.EPERM)  # no store holds links: docs/SEMANTICS.md
             return self._attrs(await self.fs.symlink(parent_inode, _name(name), target))
 
     async def readlink(self, inode, ctx):
