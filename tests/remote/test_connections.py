@@ -1,4 +1,4 @@
-"""Kept-alive connections of the worker threads (``bulk.Connections``): one
+"""Kept-alive connections of the worker threads (``connections.Connections``): one
 the server closed while it was idle is never handed out again, so a request
 that may not be sent twice (a Vagon create) is not sent into it; one still
 open is. A real server on loopback, closing when told."""
@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 
-from vagonfs.remote import bulk
+from vagonfs.remote import connections
 from vagonfs.remote.http import TIMEOUT
 
 REPLY = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
@@ -31,7 +31,7 @@ def _serve(listener: socket.socket, close_now: threading.Event) -> None:
     kept[1].close()
 
 
-def _answered(pool: bulk.Connections, origin: tuple) -> http.client.HTTPConnection:
+def _answered(pool: connections.Connections, origin: tuple) -> http.client.HTTPConnection:
     conn = pool.connect(origin)
     conn.request("GET", "/")
     response = conn.getresponse()
@@ -46,12 +46,12 @@ def test_an_idle_connection_the_server_closed_is_dropped_and_an_open_one_reused(
     close_now = threading.Event()
     server = threading.Thread(target=_serve, args=(listener, close_now), daemon=True)
     server.start()
-    pool = bulk.Connections(TIMEOUT)
+    pool = connections.Connections(TIMEOUT)
     try:
         closed = _answered(pool, origin)
         close_now.set()
         for _ in range(100):  # until the server's FIN has arrived
-            if bulk._readable(closed):
+            if connections._readable(closed):
                 break
             time.sleep(0.02)
         assert pool.take(origin) is None

@@ -1,5 +1,5 @@
 """An upload reads its local copy without leaving it in the page cache
-(``bulk.file_range``): the mount's spools are written around the page cache so
+(``file_bodies.file_range``): the mount's spools are written around the page cache so
 that a big copy does not evict what the machine caches, and reading one back
 must not undo that."""
 

@@ -156,7 +156,7 @@ def test_upload_100mb_through_failing_parts_reads_back_identical(emulator_factor
 def test_a_small_upload_is_retried_as_any_call_but_a_create_that_may_have_happened(
         emulator_factory, tmp_path):
     """A small file's create, part and complete are sent from worker threads
-    (``in_worker``): a refused part and a cut complete are sent again (both
+    (the worker transport): a refused part and a cut complete are sent again (both
     are idempotent), a create the server may have acted on is not, and the
     bytes sent are counted."""
     emulator = emulator_factory()
@@ -350,8 +350,8 @@ def test_links_of_many_files_read_at_once_are_asked_within_their_bound(emulator_
 
 def test_a_link_asked_in_a_worker_thread_is_retried_and_its_errors_mapped(emulator_factory,
                                                                          tmp_path):
-    """Links go through the worker-thread connections (HttpClient.request's
-    ``in_worker``): a refusal, a reply cut short and a file gone are judged
+    """Links go through the worker-thread connections (the worker transport,
+    ``HttpClient.request``'s ``via``): a refusal, a reply cut short and a file gone are judged
     as on any other call."""
     emulator = emulator_factory()
     data = os.urandom(5000)

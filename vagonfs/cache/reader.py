@@ -3,7 +3,7 @@
 A read asks for the blocks it covers: from memory, else from the disk cache
 (checked there), else from the store. Missing blocks are fetched by *runs*:
 one streaming ranged GET over consecutive blocks, whose body arrives in
-block-sized buffers received in worker threads (``remote/bulk.py``). Each
+block-sized buffers received in worker threads (``remote/worker_http.py``). Each
 block is handed to the readers waiting for it the moment it is in memory and
 written to disk after, off their path; replies are slices of those buffers.
 

@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 from vagonfs.config import Remote
 from vagonfs.errors import ConfigError
 from vagonfs.remote.base import Store
-from vagonfs.remote.failures import RetryPolicy
-from vagonfs.remote.http import HttpClient, Stats, new_client
+from vagonfs.remote.failures import RetryPolicy, Stats
+from vagonfs.remote.http import HttpClient, new_client
 from vagonfs.remote.shannon import ShannonStore
 from vagonfs.remote.tenant import TenantStore
 from vagonfs.remote.vagon.api import VagonApi

@@ -1,10 +1,10 @@
 """What a failed request was, whether to try it again, and how to say it.
 
 Retries follow s3ql's habit: one question, :func:`is_temporary`, decides
-whether a failure is worth another attempt, and the one loop in
-:class:`~vagonfs.remote.http.HttpClient` retries it with full-jitter
-exponential backoff (or the server's ``Retry-After``) for a bounded number of
-attempts. Messages and log lines name a URL only without its query string
+whether a failure is worth another attempt, and :class:`Retries`, one per
+request of :class:`~vagonfs.remote.http.HttpClient` whichever transport
+carries it, waits with full-jitter exponential backoff (or the server's
+``Retry-After``) for a bounded number of attempts. Messages and log lines name a URL only without its query string
 (presigned URLs carry their signature there), so credentials cannot leak.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import random
 import re
 import time
@@ -19,8 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
+import trio
 
-from vagonfs.errors import StoreError, error_for_status
+from vagonfs.errors import FsError, RemoteIOError, StoreError, error_for_status
+
+log = logging.getLogger("vagonfs.http")
 
 # What a store turns a final error reply (body already read) into.
 ErrorMapper = Callable[[httpx.Response], StoreError]
@@ -114,3 +118,65 @@ def retry_after(response: httpx.Response) -> float | None:
         return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
+
+
+class Stats:
+    """Counters for ``vagonfs status``: one per request attempt, retry and final error."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.retries = 0
+        self.errors = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return {"requests": self.requests, "retries": self.retries, "errors": self.errors,
+                "bytes_in": self.bytes_in, "bytes_out": self.bytes_out}
+
+
+class Retries:
+    """The attempts of one request under the client's retry policy: every
+    failure either waits its turn (``failed`` returns) or is final (raised as
+    the store's error). A streamed read counts its failures in a row:
+    ``progressed`` starts the count again once bytes came."""
+
+    def __init__(self, policy: RetryPolicy, stats: Stats, idempotent: bool,
+                 errors: ErrorMapper):
+        self._policy = policy
+        self._stats = stats
+        self._idempotent = idempotent
+        self._errors = errors
+        self._failures = 0
+
+    def progressed(self) -> None:
+        self._failures = 0
+
+    async def failed(self, request: httpx.Request,
+                     failure: httpx.Response | httpx.TransportError) -> None:
+        """Sleep before the next attempt, or raise the final error."""
+        policy = self._policy
+        self._failures += 1
+        where = f"{request.method} {safe_url(request.url)}"
+        if isinstance(failure, httpx.Response):
+            what = f"HTTP {failure.status_code}"
+            wait = retry_after(failure)
+        else:
+            what = f"{type(failure).__name__}: {redact(str(failure))}"
+            wait = None
+        if self._failures >= policy.attempts or not is_temporary(
+                failure, idempotent=self._idempotent):
+            if isinstance(failure, httpx.Response):
+                raise self.final(self._errors(failure))
+            raise self.final(RemoteIOError(f"{where}: {what}"))
+        delay = policy.delay(self._failures, wait)
+        self._stats.retries += 1
+        log.info("%s: %s; retry %d of %d in %.2f s", where, what, self._failures,
+                 policy.attempts - 1, delay)
+        await trio.sleep(delay)
+
+    def final(self, error: FsError) -> FsError:
+        """``error`` ends the request: counted, and what the caller raises."""
+        self._stats.errors += 1
+        log.debug("giving up: %s", error)
+        return error

@@ -4,11 +4,14 @@ A mount opens one :class:`httpx.AsyncClient` (keep-alive, enough connections
 for parallel part uploads) and wraps it in :class:`HttpClient`, which every
 store module uses for every request. httpx runs under trio through anyio.
 
-Retries: one loop here, asking :func:`~vagonfs.remote.failures.is_temporary`
-whether a failure is worth another attempt (see that module). A request that
-is not idempotent (a Vagon create, a tenant move) is retried only when the
-server cannot have acted on it: the connection never opened, or the server
-answered 429/503 ("not now").
+Retries: one policy (``failures.Retries``, one per request, whichever
+transport carries it and however many times a streamed read resumes), asking
+:func:`~vagonfs.remote.failures.is_temporary` whether a failure is worth
+another attempt (see that module). A request that is not idempotent (a Vagon
+create, a tenant move) is retried only when the server cannot have acted on
+it: the connection never opened, or the server answered 429/503 ("not now").
+An attempt goes through a transport (``vagonfs.remote.transports``): httpx's
+async client, or the worker-thread client for the calls made once per file.
 
 Every final failure leaves as exactly one :class:`~vagonfs.errors.FsError`
 built by the store's error mapper from the server's reply. Messages and log
@@ -19,7 +22,7 @@ leak through either.
 Streaming reads survive a connection cut mid-body: :meth:`HttpClient.stream_range`
 asks again from the first byte not yet delivered, so its caller sees one
 continuous run of chunks. Their bodies are received in worker threads by
-:mod:`vagonfs.remote.bulk` (why not httpx: see there).
+:mod:`vagonfs.remote.worker_http` (why not httpx: see there).
 """
 
 from __future__ import annotations
@@ -29,17 +32,20 @@ import time
 from collections.abc import (AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable,
                              Generator)
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
-import trio
 
-from vagonfs.errors import FsError, RemoteIOError, Stale
-from vagonfs.remote import bulk
-from vagonfs.remote.failures import (ErrorMapper, RetryPolicy, is_temporary, redact, retry_after,
-                                     safe_url, status_error)
-from vagonfs.runtime import buffers, threads
+from vagonfs.errors import RemoteIOError, Stale
+from vagonfs.remote.connections import Connections
+from vagonfs.remote.failures import ErrorMapper, Retries, RetryPolicy, Stats, safe_url, status_error
+from vagonfs.remote.transports import HttpxTransport, Transport, WorkerTransport, signed
+from vagonfs.remote.worker_http import BodyReceiver, ReceivedBody, Reply
+from vagonfs.runtime import buffers
 
 log = logging.getLogger("vagonfs.http")
+
+R = TypeVar("R")
 
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 # 32 connections: parallel part uploads of one file plus the reads and
@@ -50,7 +56,7 @@ LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=32, keepaliv
 BODY_CHUNK = buffers.RECEIVE_SIZE
 
 # The body of a request: bytes, or a factory giving a fresh stream per attempt.
-Body = bytes | Callable[[], AsyncIterable[bytes]] | None
+RequestBody = bytes | Callable[[], AsyncIterable[bytes]] | None
 
 
 def new_client() -> httpx.AsyncClient:
@@ -58,21 +64,6 @@ def new_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, follow_redirects=False,
                              headers={"Accept-Encoding": "identity",
                                       "User-Agent": "vagonfs"})
-
-
-class Stats:
-    """Counters for ``vagonfs status``: one per request attempt, retry and final error."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.retries = 0
-        self.errors = 0
-        self.bytes_in = 0
-        self.bytes_out = 0
-
-    def snapshot(self) -> dict[str, int]:
-        return {"requests": self.requests, "retries": self.retries, "errors": self.errors,
-                "bytes_in": self.bytes_in, "bytes_out": self.bytes_out}
 
 
 class HeaderAuth(httpx.Auth):
@@ -91,63 +82,53 @@ class HeaderAuth(httpx.Auth):
         return f"HeaderAuth({self._name})"
 
 
-def _signed(request: httpx.Request, auth: httpx.Auth | None) -> httpx.Request:
-    """A request sent outside httpx's client (``bulk``), with ``auth`` applied."""
-    return request if auth is None else next(auth.sync_auth_flow(request))
-
-
 class HttpClient:
     """Requests with retries, error mapping and statistics, over one shared client."""
 
     def __init__(self, client: httpx.AsyncClient, policy: RetryPolicy | None = None,
                  stats: Stats | None = None):
         self.client = client
-        self.bulk = bulk.Connections(TIMEOUT)
+        self.connections = Connections(TIMEOUT)  # the worker-thread client's
+        self.httpx = HttpxTransport(client)
+        self.worker = WorkerTransport(self.connections)
         self.policy = policy or RetryPolicy()
         self.stats = stats or Stats()
 
     async def request(self, method: str, url: httpx.URL | str, *, params=None,
-                      headers: dict[str, str] | None = None, content: Body = None,
+                      headers: dict[str, str] | None = None, content: RequestBody = None,
                       auth: httpx.Auth | None = None, idempotent: bool = True,
                       errors: ErrorMapper = status_error,
-                      in_worker: bool = False) -> httpx.Response:
+                      via: Transport | None = None) -> httpx.Response:
         """Send until success or a final failure; the reply's body is read.
 
-        ``in_worker``: a request with a small body and reply, sent over
-        ``bulk``'s connections in a worker thread, for the calls made once
-        per file (a Vagon download link; an upload's create, part and
-        complete). Measured against the emulator, eight at a time: 0.9 ms of
-        CPU a request this way, 1.5-1.6 ms through httpx's async transport,
-        all of it on the trio thread that also answers FUSE (a folder of
-        small files copied out spent 45% of it asking links; uploading 1,000
-        small files, 62% of it in httpx's ``send``). The request is still
-        httpx's, built and signed as any other, and its failures are judged
-        by the same retry policy.
+        ``via``: the transport (default httpx's; ``self.worker`` for a small
+        call made once per file, which costs the trio thread less there,
+        see ``vagonfs.remote.transports``).
         """
-        if in_worker and callable(content):
-            raise ValueError("a streamed body is sent through httpx, not a worker thread")
-        failures = 0
+        transport = via or self.httpx
+        retries = self.retries(idempotent, errors)
         while True:
             body = content() if callable(content) else content
             request = self.client.build_request(method, url, params=params, headers=headers,
                                                 content=body)
             try:
-                if in_worker:
-                    response = await self._send_in_worker(request, auth, idempotent)
-                else:
-                    response = await self._send(request, auth)
-                    await response.aread()
+                response = await self._attempt(
+                    request, lambda: transport.send(request, auth, idempotent=idempotent))
             except httpx.TransportError as exc:
-                failures = await self._failed(request, exc, failures, idempotent)
+                await retries.failed(request, exc)
                 continue
             self.stats.bytes_in += len(response.content)
             if response.is_success:
                 return response
             if response.status_code < 400:
-                raise self._final(RemoteIOError(
+                raise retries.final(RemoteIOError(
                     f"{method} {safe_url(request.url)}: unexpected HTTP {response.status_code}",
                     status=response.status_code))
-            failures = await self._failed(request, response, failures, idempotent, errors)
+            await retries.failed(request, response)
+
+    def retries(self, idempotent: bool, errors: ErrorMapper = status_error) -> Retries:
+        """The attempts of one request, under this client's policy."""
+        return Retries(self.policy, self.stats, idempotent, errors)
 
     async def stream_range(self, locate: Callable[[bool], Awaitable[str | httpx.URL]],
                            offset: int = 0, end: int | None = None, *,
@@ -157,7 +138,7 @@ class HttpClient:
                            ) -> AsyncGenerator[memoryview, None]:
         """Yield the bytes [offset, end) of a resource in buffers of ``chunk_size``
         (the last one may be shorter), each received in a worker thread (see
-        :mod:`vagonfs.remote.bulk`), and never copied after.
+        :mod:`vagonfs.remote.worker_http`), and never copied after.
 
         Buffers start at ``offset + k * chunk_size`` whatever happens to the
         connection, so a reader asking from a block boundary gets whole blocks.
@@ -172,16 +153,18 @@ class HttpClient:
         is refused (EIO): it would otherwise be kept as the file's content.
         """
         stream = _Stream(offset, end, chunk_size)
+        retries = self.retries(True, errors)  # reset by every byte received
         refreshed, fresh = False, False
         while not stream.done:
             url = await locate(fresh)
             fresh = False
             request = self._range_request(url, stream, auth)
-            reply = bulk.Reply(self.bulk, request)
+            reply = Reply(self.connections, request)
             try:
-                await self._send_bulk(reply, reply.open, stream.small())
+                await self._attempt(request, lambda: reply.in_worker(reply.open, stream.small()),
+                                    reply)
             except httpx.TransportError as exc:
-                stream.failures = await self._failed(request, exc, stream.failures, True)
+                await retries.failed(request, exc)
                 continue
             try:
                 if reply.status_code == 416:
@@ -191,20 +174,18 @@ class HttpClient:
                     refreshed = fresh = True
                     continue
                 if not 200 <= reply.status_code < 300:
-                    response = await threads.run_sync(reply.error_reply)
-                    stream.failures = await self._failed(request, response, stream.failures,
-                                                         True, errors)
+                    await retries.failed(request, await reply.in_worker(reply.error_reply))
                     continue
                 _check_body(reply, url, expected_size)
                 if reply.status_code == 200 and stream.position:
                     if "Range" in request.headers and whole_reply is not None:
                         whole_reply()
                     await self._skip(reply, stream.position)
-                async for buffer in self._body(reply, stream):
+                async for buffer in self._body(reply, stream, retries):
                     yield buffer
                 break  # the body ended; a short one is for the caller to judge
             except httpx.TransportError as exc:
-                stream.failures = await self._failed(request, exc, stream.failures, True)
+                await retries.failed(request, exc)
             finally:
                 reply.close()
         if stream.filled and stream.filled < len(stream.buffer):
@@ -217,18 +198,19 @@ class HttpClient:
         if stream.position or stream.end is not None:
             last = "" if stream.end is None else str(stream.end - 1)
             headers["Range"] = f"bytes={stream.position}-{last}"
-        return _signed(self.client.build_request("GET", url, headers=headers), auth)
+        return signed(self.client.build_request("GET", url, headers=headers), auth)
 
-    async def _body(self, reply: bulk.Reply, stream: _Stream) -> AsyncIterator[memoryview]:
+    async def _body(self, reply: Reply, stream: _Stream,
+                    retries: Retries) -> AsyncIterator[memoryview]:
         """The reply's body into the stream's buffers (received in one worker
         thread), each yielded once full; a transport failure leaves the stream
         where the bytes stopped."""
         left = None if stream.end is None else stream.end - stream.position
-        body: bulk.Body | bulk.Received
+        body: BodyReceiver | ReceivedBody
         if reply.first is not None:  # a small body, received with the reply's head
-            body = bulk.Received(reply.first)
+            body = ReceivedBody(reply.first)
         else:
-            body = bulk.Body(reply, stream.buffer[stream.filled:], left, stream.chunk_size)
+            body = BodyReceiver(reply, stream.buffer[stream.filled:], left, stream.chunk_size)
         try:
             while (fill := await body.next()) is not None:
                 buffer, got, failure = fill
@@ -236,6 +218,8 @@ class HttpClient:
                     stream.buffer, stream.filled = buffer, 0
                 self.stats.bytes_in += got
                 stream.advance(got)
+                if got:
+                    retries.progressed()
                 if failure is not None:
                     raise failure
                 if stream.filled == len(stream.buffer):
@@ -247,23 +231,24 @@ class HttpClient:
         finally:
             await body.stop()
 
-    async def _send_bulk(self, reply: bulk.Reply, send: Callable, *args):
-        """``send(*args)`` (the reply's ``open`` or ``whole``) in a worker
-        thread, counted and logged as a request; its result."""
+    async def _attempt(self, request: httpx.Request, send: Callable[[], Awaitable[R]],
+                       reply: Reply | None = None) -> R:
+        """One attempt of ``request`` (``send()``), counted and logged; its result."""
         self.stats.requests += 1
-        self.stats.bytes_out += len(reply.request.content)
+        self.stats.bytes_out += int(request.headers.get("Content-Length", 0))
         started = time.monotonic()
-        result = await self._receive(reply, send, *args)
+        result = await send()
         if log.isEnabledFor(logging.DEBUG):  # redacting a URL costs ~0.1 ms: only when shown
-            log.debug("%s %s -> %d (%.0f ms)", reply.request.method, safe_url(reply.request.url),
-                      reply.status_code, (time.monotonic() - started) * 1000)
+            status = reply.status_code if reply is not None else getattr(result, "status_code", 0)
+            log.debug("%s %s -> %d (%.0f ms)", request.method, safe_url(request.url), status,
+                      (time.monotonic() - started) * 1000)
         return result
 
-    async def _skip(self, reply: bulk.Reply, count: int) -> None:
+    async def _skip(self, reply: Reply, count: int) -> None:
         """Read past the first ``count`` bytes of a body, in bounded memory."""
         scratch = memoryview(bytearray(min(count, BODY_CHUNK)))
         while count:
-            got = await self._receive(reply, reply.fill, scratch[:min(count, len(scratch))])
+            got = await reply.in_worker(reply.fill, scratch[:min(count, len(scratch))])
             self.stats.bytes_in += got
             if reply.failure is not None:
                 raise reply.failure
@@ -271,62 +256,9 @@ class HttpClient:
                 return
             count -= got
 
-    async def _receive(self, reply: bulk.Reply, work: Callable, *args):
-        """``work(*args)`` (a read of the reply) in a worker thread; its result."""
-        try:
-            return await threads.run_sync(work, *args, abandon_on_cancel=True)
-        except trio.Cancelled:
-            reply.abort()  # the abandoned worker wakes and ends, its connection closed
-            raise
-
-    async def _send_in_worker(self, request: httpx.Request, auth: httpx.Auth | None,
-                              idempotent: bool) -> httpx.Response:
-        reply = bulk.Reply(self.bulk, _signed(request, auth), resend=idempotent)
-        return await self._send_bulk(reply, reply.whole)
-
-    async def _send(self, request: httpx.Request, auth: httpx.Auth | None,
-                    stream: bool = False) -> httpx.Response:
-        self.stats.requests += 1
-        self.stats.bytes_out += int(request.headers.get("Content-Length", 0))
-        started = time.monotonic()
-        response = await self.client.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT,
-                                          stream=stream)
-        if log.isEnabledFor(logging.DEBUG):  # redacting a URL costs ~0.1 ms: only when shown
-            log.debug("%s %s -> %d (%.0f ms)", request.method, safe_url(request.url),
-                      response.status_code, (time.monotonic() - started) * 1000)
-        return response
-
-    async def _failed(self, request: httpx.Request,
-                      failure: httpx.Response | httpx.TransportError, failures: int,
-                      idempotent: bool, errors: ErrorMapper = status_error) -> int:
-        """Sleep before the next attempt and return the failure count, or raise
-        the final error."""
-        failures += 1
-        where = f"{request.method} {safe_url(request.url)}"
-        if isinstance(failure, httpx.Response):
-            what = f"HTTP {failure.status_code}"
-            wait = retry_after(failure)
-        else:
-            what = f"{type(failure).__name__}: {redact(str(failure))}"
-            wait = None
-        if failures >= self.policy.attempts or not is_temporary(failure, idempotent=idempotent):
-            if isinstance(failure, httpx.Response):
-                raise self._final(errors(failure))
-            raise self._final(RemoteIOError(f"{where}: {what}"))
-        delay = self.policy.delay(failures, wait)
-        self.stats.retries += 1
-        log.info("%s: %s; retry %d of %d in %.2f s", where, what, failures,
-                 self.policy.attempts - 1, delay)
-        await trio.sleep(delay)
-        return failures
-
-    def _final(self, error: FsError) -> FsError:
-        self.stats.errors += 1
-        log.debug("giving up: %s", error)
-        return error
 
 
-def _total_size(response: httpx.Response | bulk.Reply) -> int | None:
+def _total_size(response: httpx.Response | Reply) -> int | None:
     """The whole resource's size as a 200 or 206 reply states it, if it does."""
     if response.status_code == 206:
         total = response.headers.get("Content-Range", "").rpartition("/")[2]
@@ -345,7 +277,6 @@ class _Stream:
     chunk_size: int
     buffer: memoryview = memoryview(b"")
     filled: int = 0
-    failures: int = 0  # in a row, without a byte received
 
     @property
     def done(self) -> bool:
@@ -362,11 +293,9 @@ class _Stream:
     def advance(self, got: int) -> None:
         self.filled += got
         self.position += got
-        if got:
-            self.failures = 0
 
 
-def _check_body(reply: bulk.Reply, url: str | httpx.URL, expected_size: int | None) -> None:
+def _check_body(reply: Reply, url: str | httpx.URL, expected_size: int | None) -> None:
     """Refuse a body that is not the bytes of the file as listed."""
     encoding = reply.headers.get("Content-Encoding", "identity").lower()
     if encoding != "identity":  # asked for identity: these are not the file's bytes

@@ -33,7 +33,7 @@ from vagonfs.errors import AlreadyExists, IsADirectory, NotEmpty, RemoteIOError
 from vagonfs.remote.base import (Capabilities, Capacity, Entry, ProgressFn, Store,
                                  cache_key_prefix)
 from vagonfs.remote.batch_listing import ListingBatches
-from vagonfs.remote.bulk import file_range
+from vagonfs.remote.file_bodies import file_range
 from vagonfs.remote.http import HeaderAuth, HttpClient
 from vagonfs.remote.replies import parse_timestamp, reply_shape
 

@@ -29,6 +29,7 @@ from vagonfs.errors import PermissionDenied, RemoteIOError, StoreError, error_fo
 from vagonfs.remote import signing
 from vagonfs.remote.failures import describe
 from vagonfs.remote.http import HttpClient
+from vagonfs.remote.transports import Transport
 from vagonfs.remote.vagon import paging
 from vagonfs.remote.vagon.paging import flatten
 from vagonfs.runtime import threads
@@ -92,18 +93,22 @@ class VagonApi:
         self._base = self.base_url + BASE_PATH
         self._auth = HmacAuth(api_key, api_secret)
 
+    async def _page(self, path: str, params: dict) -> dict:
+        """One page of a list, over the worker-thread connections (``paging``)."""
+        return await self.call("GET", path, params=params, via=self.http.worker)
+
     async def call(self, method: str, path: str, *, params: dict | None = None,
                    body: dict | None = None, idempotent: bool = True,
-                   in_worker: bool = False) -> dict:
+                   via: Transport | None = None) -> dict:
         """One signed request; the reply's JSON object (envelope included).
-        ``in_worker``: see ``HttpClient.request``."""
+        ``via``: see ``HttpClient.request``."""
         content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json"} if content is not None else None
         params = {k: v for k, v in (params or {}).items() if v is not None}
         response = await self.http.request(method, self._base + path, params=params or None,
                                            headers=headers, content=content, auth=self._auth,
                                            idempotent=idempotent, errors=vagon_error,
-                                           in_worker=in_worker)
+                                           via=via)
         if not response.content:
             return {}
         try:
@@ -118,18 +123,18 @@ class VagonApi:
 
     def files(self, parent_id: int = 0, *, q: str | None = None) -> AsyncGenerator[list[dict], None]:
         """The organization's shared files in one folder (0 = root)."""
-        return paging.pages(self.call, "/files", "files",
+        return paging.pages(self._page, "/files", "files",
                                   {"parent_id": parent_id or None, "q": q})
 
     def machine_files(self, machine_id: int, parent_id: int = 0, *, q: str | None = None,
                       task_id=None) -> AsyncGenerator[list[dict], None]:
         """One machine's files; with ``task_id`` only that task's folders."""
-        return paging.pages(self.call, f"/machines/{machine_id}/files", "files",
+        return paging.pages(self._page, f"/machines/{machine_id}/files", "files",
                                   {"parent_id": parent_id or None, "q": q, "task_id": task_id})
 
     def recordings(self, parent_id: int = 0, *, q: str | None = None,
                    machine_id: int | None = None) -> AsyncGenerator[list[dict], None]:
-        return paging.pages(self.call, "/session-recordings", "files",
+        return paging.pages(self._page, "/session-recordings", "files",
                                   {"parent_id": parent_id or None, "q": q,
                                    "machine_id": machine_id})
 
@@ -153,7 +158,8 @@ class VagonApi:
                 "overwrite": overwrite}
         if machine_id is not None:
             body["machine_id"] = machine_id
-        return await self.call("POST", "/files", body=body, idempotent=False, in_worker=True)
+        return await self.call("POST", "/files", body=body, idempotent=False,
+                               via=self.http.worker)
 
     async def put_part(self, url: str, body: bytes | Callable[[], AsyncIterator[bytes]],
                        length: int) -> str:
@@ -165,7 +171,7 @@ class VagonApi:
         response = await self.http.request("PUT", url, content=body,
                                            headers={"Content-Type": "application/octet-stream",
                                                     "Content-Length": str(length)},
-                                           in_worker=small)
+                                           via=self.http.worker if small else None)
         etag = response.headers.get("ETag")
         if not etag:
             raise RemoteIOError("the object store answered a part upload without an ETag")
@@ -176,7 +182,7 @@ class VagonApi:
         same reply, so a complete whose answer was lost is simply sent again."""
         parts = [{"part_number": n, "etag": etag} for n, etag in enumerate(etags, 1)]
         return await self.call("POST", f"/files/{file_id}/complete", body={"parts": parts},
-                               in_worker=True)
+                               via=self.http.worker)
 
     async def delete(self, file_id: int) -> None:
         """Delete a file, or a folder with everything in it."""
@@ -184,19 +190,19 @@ class VagonApi:
 
     async def download_link(self, file_id: int) -> dict:
         """``{url, size, name, content_type, expires_at}``; the URL is presigned."""
-        return await self.call("GET", f"/files/{file_id}/download", in_worker=True)
+        return await self.call("GET", f"/files/{file_id}/download", via=self.http.worker)
 
     async def capacity(self, machine_id: int | None = None) -> dict:
         return await self.call("GET", "/files/capacity", params={"machine_id": machine_id},
-                               in_worker=True)  # the pool the reads use (paging)
+                               via=self.http.worker)  # the pool the reads use (paging)
 
     # -- machines ----------------------------------------------------------------
 
     def machines(self, *, q: str | None = None) -> AsyncGenerator[list[dict], None]:
-        return paging.pages(self.call, "/machines", "machines", {"q": q})
+        return paging.pages(self._page, "/machines", "machines", {"q": q})
 
     def tasks(self, machine_id: int) -> AsyncGenerator[list[dict], None]:
-        return paging.pages(self.call, f"/machines/{machine_id}/tasks", "tasks")
+        return paging.pages(self._page, f"/machines/{machine_id}/tasks", "tasks")
 
     async def list_content(self, machine_id: int, path: str) -> list[dict]:
         """A running machine's own disk, names only (400/4204 when it is off)."""

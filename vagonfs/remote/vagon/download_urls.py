@@ -11,8 +11,9 @@ fetched ahead (a folder copied: ``core/folder_prefetch.py``), each over a
 connection of its own: enough to keep a folder's files ahead coming over a
 link of 40 ms (eight at a time made ``rsync`` of 200 small files wait 25
 round trips for their links alone), and still a bound on the connections a
-copy opens to the API. Links are asked in a worker thread (``HttpClient.request``'s
-``in_worker``), so asking them costs the trio thread little.
+copy opens to the API. Links are asked in a worker thread (the worker
+transport, ``vagonfs.remote.transports``), so asking them costs the trio
+thread little.
 """
 
 from __future__ import annotations

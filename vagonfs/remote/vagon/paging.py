@@ -6,9 +6,10 @@ known, the remaining pages are fetched ``PAGE_PARALLELISM`` at a time and
 still handed out in order: over a link of 40 ms a folder of 1,000 files is
 page 1 and then one round trip for the nine others, where one page after
 another was ten. Pages go over the worker-thread connections that download
-links and file bodies use (``HttpClient.request``'s ``in_worker``): one pool,
-so the connection a lookup opened is there for the link and the GET after
-it, where two pools made the first link after a lookup wait for a handshake. Items come flat or as JSON:API objects
+links and file bodies use (the worker transport, ``vagonfs.remote.transports``):
+one pool, so the connection a lookup opened is there for the link and the GET
+after it, where two pools made the first link after a lookup wait for a
+handshake. Items come flat or as JSON:API objects
 (``{id, type, attributes}``); callers see one shape (``flatten``).
 """
 
@@ -24,7 +25,7 @@ from vagonfs.remote.replies import reply_shape
 PER_PAGE = 100
 PAGE_PARALLELISM = 16  # pages asked at once: within the HTTP client's connections
 
-CallFn = Callable[..., Awaitable[dict]]  # VagonApi.call: one signed request
+CallFn = Callable[[str, dict], Awaitable[dict]]  # (path, params): one signed GET of a page
 
 
 async def pages(call: CallFn, path: str, items_key: str, params: dict | None = None
@@ -40,7 +41,7 @@ async def pages(call: CallFn, path: str, items_key: str, params: dict | None = N
     params = dict(params or {}, per_page=PER_PAGE)
 
     async def fetch(page: int) -> dict:
-        return await call("GET", path, params=dict(params, page=page), in_worker=True)
+        return await call(path, dict(params, page=page))
 
     reply = await fetch(1)
     with reply_shape("Vagon page"):

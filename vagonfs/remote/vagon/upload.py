@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from vagonfs.errors import RemoteIOError
 from vagonfs.remote.base import ProgressFn, task_group
-from vagonfs.remote.bulk import FILE_CHUNK, file_range
+from vagonfs.remote.file_bodies import FILE_CHUNK, file_range
 from vagonfs.remote.replies import reply_shape
 from vagonfs.remote.vagon.api import VagonApi
 

@@ -1,26 +1,24 @@
-"""File bodies moved in worker threads: received straight into the reader's
-buffers, and sent from local files (``file_range``).
+"""An HTTP/1.1 client whose requests run in worker threads: file bodies
+received straight into the reader's buffers, and the small API calls made
+once per file.
 
-Why not httpx for these: measured on this machine against the emulator (one
-256 MiB GET of a Vagon download link), httpx reads 250-300 MB/s, async or
-sync, because h11 parses and copies every 64 KiB chunk on the calling thread
-(for the mount, the one trio thread that also answers FUSE). The standard
-library's ``http.client`` fills a preallocated 1 MiB buffer with ``readinto``
-(``recv_into`` under the hood, the GIL released while the socket receives) at
-1.0-1.9 GB/s in a worker thread, as fast as ``curl`` of the same link; no
-installed library does better (urllib3 and pycurl are not dependencies). So
-GETs of file bytes go through here, and httpx keeps the API calls, where its
-auth, pooling and JSON handling serve and the bytes are few. The API calls
-made once per file, a Vagon download link and an upload's create, part and
-complete of a small file, are sent from here too (``Reply.whole``; why:
-``HttpClient.request``).
+Why not httpx for these: httpx's h11 parses and copies every 64 KiB chunk of
+a body on the calling thread (for the mount, the one trio thread that also
+answers FUSE), while the standard library's ``http.client`` fills a
+preallocated buffer with ``readinto`` (``recv_into`` under the hood, the GIL
+released while the socket receives) in a worker thread, as fast as ``curl``
+of the same link; no installed library does better (urllib3 and pycurl are
+not dependencies; the figures are in docs/BENCHMARKS.md, "Figures once in
+docstrings"). So GETs of file bytes go through here, and httpx keeps the API
+calls, where its auth, pooling and JSON handling serve and the bytes are few.
+The API calls made once per file, a Vagon download link and an upload's
+create, part and complete of a small file, are sent from here too
+(``Reply.whole``, through ``vagonfs.remote.transports.WorkerTransport``).
 
 The request is still built by the mount's httpx client (its default headers,
 the store's auth), and failures leave as httpx's own exception and reply
-types, so one retry policy (``HttpClient._failed``) judges both paths.
-Connections are kept alive per origin, used by one thread at a time, and go
-through the environment's proxy as httpx's would (proxy credentials are not
-supported here).
+types, so the one retry policy (``vagonfs.remote.http``) judges both
+transports. Connections: ``vagonfs.remote.connections``.
 """
 
 from __future__ import annotations
@@ -28,25 +26,21 @@ from __future__ import annotations
 import collections
 import functools
 import http.client
-import os
-import select
 import socket
-import ssl
 import threading
-import time
-import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from typing import TypeVar
 
 import httpx
 import outcome
 import trio
 
-from vagonfs.errors import LocalCopyLost, RemoteIOError
+from vagonfs.errors import RemoteIOError
+from vagonfs.remote.connections import Connections, ProxiedConnection
 from vagonfs.runtime import buffers, threads
 
-# an idle connection older than this may have been closed by the server: not reused
-_IDLE_EXPIRY = 20.0
-_IDLE_PER_ORIGIN = 32  # as many as links asked at once: over a real link a new one costs a round trip
+T = TypeVar("T")
+
 _ERROR_BODY_LIMIT = 64 * 1024
 SMALL_REPLY_LIMIT = 16 * 1024 * 1024  # an API reply read whole (Reply.whole): a listing's page too
 
@@ -91,7 +85,7 @@ class Reply:
         reused = self._pool.take(self._origin)
         while True:
             conn = reused or self._pool.connect(self._origin)
-            target = (str(self.request.url) if isinstance(conn, _ProxiedConnection)
+            target = (str(self.request.url) if isinstance(conn, ProxiedConnection)
                       else self.request.url.raw_path.decode("ascii"))
             with self._lock:
                 if self._aborted:
@@ -204,6 +198,16 @@ class Reply:
             conn.close()
         self._conn = None
 
+    async def in_worker(self, work: Callable[..., T], *args) -> T:
+        """``work(*args)``, a step of this reply (``open``, ``fill``,
+        ``whole``), in a worker thread; abandoned when the caller is
+        cancelled, the reply aborted so that the worker wakes and ends."""
+        try:
+            return await threads.run_sync(work, *args, abandon_on_cancel=True)
+        except trio.Cancelled:
+            self.abort()
+            raise
+
     def abort(self) -> None:
         with self._lock:
             self._aborted = True
@@ -224,9 +228,9 @@ Fill = tuple[memoryview | None, int, httpx.TransportError | None]
 _AHEAD = 16
 
 
-class Received:
+class ReceivedBody:
     """A body ``open`` already received whole (``Reply.first``), read as a
-    :class:`Body` is."""
+    :class:`BodyReceiver` is."""
 
     def __init__(self, fill: Fill):
         self._fill: Fill | None = fill
@@ -239,11 +243,11 @@ class Received:
         pass
 
 
-class Body:
+class BodyReceiver:
     """A reply's body received in one worker thread, buffer after buffer, each
-    handed to the trio thread the moment it is full. A thread trip per buffer
-    (``trio.to_thread``) cost ~0.3 ms of CPU here, a quarter of what a cold
-    read cost the daemon; a hand-over is one ``run_sync_soon``.
+    handed to the trio thread the moment it is full: a hand-over is one
+    ``run_sync_soon``, where a thread trip per buffer (``trio.to_thread``)
+    cost a large share of a cold read's CPU (docs/BENCHMARKS.md).
 
     The worker starts at once: into ``first`` (the rest of a buffer a cut
     connection left part-filled, or empty), then into new buffers of
@@ -316,94 +320,6 @@ class Body:
         self._wakeup.set()
 
 
-class _ProxiedConnection(http.client.HTTPConnection):
-    """Plain http through a proxy: a request names its absolute URL."""
-
-
-class Connections:
-    """Keep-alive connections per origin, taken and given back by worker threads."""
-
-    def __init__(self, timeout: httpx.Timeout):
-        self._connect_timeout = timeout.connect
-        self._read_timeout = timeout.read
-        self._idle: dict[tuple, list[tuple[float, http.client.HTTPConnection]]] = {}
-        self._lock = threading.Lock()
-        self._tls: ssl.SSLContext | None = None
-
-    def connect(self, origin: tuple) -> http.client.HTTPConnection:
-        """A new connection to ``origin``; through the environment's proxy when
-        httpx would use one (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``,
-        ``NO_PROXY``): a tunnel for https, absolute URLs for http."""
-        scheme, host, port = origin
-        proxy = _proxy_for(scheme, host)
-        to_host, to_port = proxy or (host, port)
-        conn: http.client.HTTPConnection
-        if scheme == "https":
-            if self._tls is None:
-                self._tls = httpx.create_ssl_context()
-            conn = http.client.HTTPSConnection(to_host, to_port, timeout=self._connect_timeout,
-                                               context=self._tls)
-            if proxy is not None:
-                conn.set_tunnel(host, port)
-        elif proxy is not None:
-            conn = _ProxiedConnection(to_host, to_port, timeout=self._connect_timeout)
-        else:
-            conn = http.client.HTTPConnection(to_host, to_port, timeout=self._connect_timeout)
-        try:
-            conn.connect()
-        except OSError as exc:
-            conn.close()
-            raise httpx.ConnectError(str(exc)) from None
-        conn.sock.settimeout(self._read_timeout)
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn
-
-    def take(self, origin: tuple) -> http.client.HTTPConnection | None:
-        """A kept-alive connection to ``origin`` that is still open, if one is
-        idle: one the server closed (its socket reads as ready: the end, or
-        bytes nobody asked for) is dropped here, as httpcore does, so that a
-        request that may not be sent twice is not sent into it."""
-        now = time.monotonic()
-        with self._lock:
-            idle = self._idle.get(origin, [])
-            while idle:
-                since, conn = idle.pop()
-                if now - since < _IDLE_EXPIRY and not _readable(conn):
-                    return conn
-                conn.close()
-        return None
-
-    def give_back(self, origin: tuple, conn: http.client.HTTPConnection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(origin, [])
-            if len(idle) < _IDLE_PER_ORIGIN:
-                idle.append((time.monotonic(), conn))
-                return
-        conn.close()
-
-
-def _readable(conn: http.client.HTTPConnection) -> bool:
-    """Whether an idle connection's socket has something to read (or is gone)."""
-    if conn.sock is None:
-        return True
-    poller = select.poll()
-    poller.register(conn.sock, select.POLLIN)
-    return bool(poller.poll(0))
-
-
-def _proxy_for(scheme: str, host: str) -> tuple[str, int] | None:
-    """(host, port) of the proxy the environment names for this origin, if any."""
-    # urllib.request has it (undocumented); its stubs do not:
-    if urllib.request.proxy_bypass_environment(host):  # type: ignore[attr-defined]
-        return None
-    proxies = urllib.request.getproxies_environment()
-    url = proxies.get(scheme) or proxies.get("all")
-    if not url:
-        return None
-    proxy = httpx.URL(url if "://" in url else f"http://{url}")
-    return proxy.host, proxy.port or 80
-
-
 def _transport_error(exc: BaseException, request: httpx.Request, *,
                      reading: bool) -> httpx.TransportError:
     """The httpx exception that ``exc`` is, for the one retry policy."""
@@ -418,55 +334,3 @@ def _transport_error(exc: BaseException, request: httpx.Request, *,
     else:
         kind = httpx.ReadError
     return kind(message, request=request)
-
-
-FILE_CHUNK = 1024 * 1024
-
-
-async def file_range(fd: int, offset: int, length: int,
-                     progress: Callable[[int], None] | None = None) -> AsyncIterator[bytes]:
-    """An upload body streamed from a local file, a chunk at a time, read off
-    the trio thread: memory stays at one chunk whatever the file's size.
-    ``progress`` hears the bytes handed on so far.
-
-    A body longer than a chunk leaves the page cache as it found it. What it
-    sends is a spool, read once and deleted once uploaded, and written around
-    the page cache (``O_DIRECT``) so that a big copy does not evict what the
-    machine caches; read back through it, a 1 GiB upload held the whole
-    spool there until its end (``fincore``), evicting as much. So the pages
-    read are dropped behind the reader (``POSIX_FADV_DONTNEED``), over a
-    trailing window: the kernel caches a file in folios of up to 2 MiB and
-    drops only those wholly inside the range, so a range of one chunk drops
-    nothing. A small body keeps its pages, which a small spool's buffered
-    writes may still hold dirty."""
-    drop_from = offset if length > FILE_CHUNK else None
-    done = 0
-    while done < length:
-        try:
-            data = await threads.run_sync(_read, fd, min(FILE_CHUNK, length - done),
-                                          offset + done, drop_from)
-        except OSError as exc:
-            raise LocalCopyLost(f"its local copy cannot be read: {exc.strerror or exc}",
-                                exc.errno) from None
-        if not data:
-            raise LocalCopyLost(f"its local copy ended at {offset + done} bytes where "
-                                f"{offset + length} were to be uploaded")
-        done += len(data)
-        yield data
-        if progress is not None:
-            progress(done)
-
-
-_DROP_WINDOW = 8 * FILE_CHUNK  # more than the page cache's largest folio
-
-
-def _read(fd: int, length: int, offset: int, drop_from: int | None) -> bytes:
-    """``pread``; then, unless ``drop_from`` is None, what the body read up to
-    here dropped from the page cache, back to ``drop_from`` (the body's start:
-    before it are another body's bytes) at most."""
-    data = os.pread(fd, length, offset)
-    if drop_from is not None:
-        end = offset + len(data)
-        since = max(drop_from, end - _DROP_WINDOW)
-        os.posix_fadvise(fd, since, end - since, os.POSIX_FADV_DONTNEED)
-    return data
