@@ -3,21 +3,20 @@
 Each object (a file version) has one file, ``<object>.blocks``. Block ``i``
 is written at ``i`` MiB; the object's *index* follows its last block, from
 ``data_end`` (the object's size rounded up to whole blocks), as records
-appended one after another. Measured here, one file per block wrote at
-150-450 MB/s where ``pwrite`` into one file does 0.7-1.9 GB/s, and separate
-1 MiB files got no read-ahead from the kernel when read back. The index lives
-in the same file because making a file is what a small object costs most:
-0.4-1.1 ms of CPU per new inode on this VM's ext4, where a folder of small
-files is copied at 150-200 files a second (a second file per object for its
-index made rsync of 1,000 x 4 KiB down 14% slower).
+appended one after another. One file per block wrote several times slower
+than ``pwrite`` into one file, and separate 1 MiB files got no read-ahead from
+the kernel when read back. The index lives in the same file because making a
+file is what a small object costs most (an inode's allocation, a large share
+of what a small file copied down costs: a second file per object for its
+index made ``rsync`` of many small files down slower).
 
 An index record says "block ``i`` holds this many bytes with this checksum"
 (or that it is gone); it is appended only after the block's bytes are
 written, and carries its own checksum and ``data_end``, so the last record
 of a file says where its index starts. A record torn or lost by a crash means
 "not cached", never a wrong block; a file whose last record is torn is
-dropped whole. The block's checksum (xxh3-64: 15 GB/s here, where zlib's
-CRC-32 does 1.2 GB/s and would cost more than the disk read itself) is the
+dropped whole. The block's checksum (xxh3-64, an order of magnitude faster
+than zlib's CRC-32, which would cost more than the disk read itself) is the
 block's as it came from the store: a block read back is served only if its
 length is what the file's size says and its checksum matches, so a block torn
 by a power cut or a full disk, or changed by anyone, is dropped and fetched
@@ -257,15 +256,15 @@ def _open_data(path: str, whole: bool) -> tuple[int, bool]:
     buffer to the disk without a second copy in the page cache. The kernel
     already keeps the file's pages for the mount itself, so a page-cached copy
     of the cache file would hold the same bytes twice in memory; and filling
-    fresh page-cache pages is what a buffered write costs most (measured here,
-    in a VM: 4.1 s of CPU per GiB buffered, 0.23 s direct). Direct writes need
+    fresh page-cache pages is what a buffered write costs most (more than ten
+    times the CPU of a direct write). Direct writes need
     an aligned address and length: buffers received for the cache are
     page-aligned (``aligned_buffer``); any other is copied into one. A tail
     block written with whole ones is padded to the alignment; the index keeps
     its real length. A trip with no whole block (a small file, as a copied
     folder's are) is written through the page cache: a direct write is a
-    synchronous trip to the disk, and buffered writes made rsync of
-    1,000 x 4 KiB down 10% faster.
+    synchronous trip to the disk, and buffered writes made ``rsync`` of many
+    small files down faster.
     """
     fd = open_direct(path, os.O_WRONLY | os.O_CREAT) if whole else None
     if fd is not None:

@@ -58,7 +58,7 @@ _WRITERS = 3
 _FULL_DISK_MARGIN = 8 * BLOCK_SIZE
 
 
-@functools.lru_cache(maxsize=4096)  # asked on every read: a hash per read costs ~5%
+@functools.lru_cache(maxsize=4096)  # asked on every read: a hash per read shows in a profile
 def object_id(cache_key: str, version: str) -> str:
     """The object of a file version, from its store's ``Store.cache_key``.
     Objects of the versions that hashed ``repr(key)`` are not found again; as
@@ -103,7 +103,7 @@ class BlockCache:
         self._unwritten: collections.deque[tuple[BlockId, int]] = collections.deque()
         self._writers = 0  # write_kept calls running
         # reads of one file's blocks in parallel: the disk gets several requests
-        # at once (1.1-1.4 GB/s here with 8 threads, 0.3-1.1 GB/s with one)
+        # at once, and reads back faster than with one thread
         self._readers = trio.CapacityLimiter(8)
         self._loading: dict[BlockId, trio.Event] = {}
         self._failed_errnos: set[int | None] = set()  # write errors logged: once each
@@ -190,8 +190,8 @@ class BlockCache:
     async def write_kept(self) -> None:
         """Store the kept blocks on disk (each after ``reserve_write``) until
         none is left, all those waiting in one worker-thread trip: a trip per
-        block cost ~0.3 ms of CPU here, and opened the object's files each
-        time. Never raises for the disk's sake: a block that cannot be
+        block cost CPU on the trio thread for each, and opened the object's
+        files each time. Never raises for the disk's sake: a block that cannot be
         written is just not kept."""
         try:
             while self._unwritten:

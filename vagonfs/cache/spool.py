@@ -10,11 +10,11 @@ busy machine costs milliseconds of waiting per small file copied.
 
 Writes of whole pages at page offsets (what ``cp``, ``rsync`` and ``dd``
 send: 1 MiB FUSE writes) go to disk with ``O_DIRECT``, through a page-aligned
-buffer, and are answered before they land (``write_behind``). Measured on
-this project's VM: buffered writes of a 1 GiB copy were throttled by the
-kernel's dirty-page limits to 350 MB/s and cost ~3.7 ms of ``pwrite`` per
-MiB, where direct ones run at the disk's 750-850 MB/s; the file being copied
-is not held a second time in the page cache either. Anything
+buffer, and are answered before they land (``write_behind``). Buffered
+writes of a big copy are throttled by the kernel's dirty-page limits and cost
+the writer a ``pwrite`` of milliseconds per MiB, where direct ones run at the
+disk's own rate; the file being copied is not held a second time in the page
+cache either. Anything
 else (a tail, an editor's small write) is written buffered; Linux keeps the
 two kinds coherent on one file. A filesystem that refuses ``O_DIRECT``
 (tmpfs) gets buffered writes only.
@@ -58,9 +58,8 @@ _FREE = "free-"  # the name's prefix of a spool file kept ready
 class SpoolFiles:
     """The spool folder, with empty spool files made ahead of need.
 
-    Why: on this project's VM (ext4) an ``open(O_CREAT)`` costs 0.8-0.9 ms of
-    CPU (inode allocation; ``O_TMPFILE`` costs the same), where a rename
-    costs 25 us and an unlink 9 us; ``create`` used to wait for it on the
+    Why: on ext4 an ``open(O_CREAT)`` costs the CPU of an inode allocation
+    (``O_TMPFILE`` costs the same), tens of times a rename or an unlink; ``create`` used to wait for it on the
     trio thread for every file ``rsync`` copied in. So a worker thread keeps
     up to ``STOCK`` empty files ready (named ``free-<id>``), a new spool is
     one of them renamed, and a small spool that is done with is emptied and

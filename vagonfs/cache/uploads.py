@@ -351,12 +351,10 @@ class UploadQueue(Generic[K]):
         other files are still being closed on the mount (a copy under way),
         at most ``HOLD_MAX`` longer. The copy's requests and the uploads share
         the one trio thread, and an upload's HTTP calls cost more of it than
-        the small file's FUSE requests (about 7 ms against 2.5 ms for a 4 KiB
-        Vagon file): measured with ``rsync -a`` of 1,000 small files, the copy
-        returns about twice as soon (144-149 files/s against 60-89), and the
-        last upload is confirmed later (40-43 files/s against 55-81), as the
-        uploads no longer overlap the copy. ``drain`` and ``fsync`` start
-        uploads at once."""
+        the small file's FUSE requests: with ``rsync -a`` of many small files
+        the copy returns about twice as soon, and the last upload is
+        confirmed later, as the uploads no longer overlap the copy.
+        ``drain`` and ``fsync`` start uploads at once."""
         if pending.due <= 0:
             return pending.due
         return max(pending.due, min(self._last_close + self._delay, pending.due + HOLD_MAX))

@@ -2,9 +2,9 @@
 
 Why: ``cp`` and ``rsync`` send a file as 1 MiB FUSE writes, one at a time,
 each waiting for its reply before the next. Written to the spool before the
-reply, every write waited for the disk (``O_DIRECT``, about 1 ms a MiB on
-this project's VM) on top of FUSE's own cost: ``cp`` of 1 GiB took 3.0-4.5 s
-where the same copy answered without writing anything took 1.3 s. So a
+reply, every write waited for the disk (``O_DIRECT``) on top of FUSE's own
+cost: ``cp`` of 1 GiB took two to three times as long as the same copy
+answered without writing anything. So a
 whole-page write is answered once it is queued, and one task writes the queue
 to the spools in order, in a worker thread, while the kernel sends the next.
 

@@ -238,7 +238,7 @@ class HttpClient:
         self.stats.bytes_out += int(request.headers.get("Content-Length", 0))
         started = time.monotonic()
         result = await send()
-        if log.isEnabledFor(logging.DEBUG):  # redacting a URL costs ~0.1 ms: only when shown
+        if log.isEnabledFor(logging.DEBUG):  # redacting a URL is costly: only when shown
             status = reply.status_code if reply is not None else getattr(result, "status_code", 0)
             log.debug("%s %s -> %d (%.0f ms)", request.method, safe_url(request.url), status,
                       (time.monotonic() - started) * 1000)

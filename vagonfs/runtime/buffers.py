@@ -5,9 +5,9 @@ as it is: served to readers as slices, and written to disk with ``O_DIRECT``
 without another copy (which wants page-aligned memory). Buffers of a whole
 block are used again once nothing sees their bytes any more: a fresh
 buffer's first touch costs a page fault and a zeroed page per 4 KiB, and
-freeing it an ``munmap`` on the trio thread; ``perf`` of a cold 1 GiB read
-put 16% of the daemon's CPU there, and reusing them took its CPU from
-3.1-3.5 s to 2.4-2.6 s per GiB.
+freeing it an ``munmap`` on the trio thread; ``perf`` of a cold read found a
+sixth of the daemon's CPU there, and reusing them took about a quarter off
+its CPU per GiB.
 
 Files such buffers are written to (the block cache, spools) are opened with
 ``open_direct``, which remembers a filesystem that refuses ``O_DIRECT``.

@@ -1,14 +1,14 @@
 """Blocking calls in worker threads, for the trio thread that answers FUSE.
 
-``trio.to_thread.run_sync`` costs 150-200 us of CPU a call here, against
-90-110 us for the same trip made straight on trio's own thread cache
-(``trio.lowlevel.start_thread_soon``, which ``to_thread`` is built on). Most of
-the difference is work a mount does not need: a capacity limiter for every
+``trio.to_thread.run_sync`` costs nearly twice the CPU of the same trip made
+straight on trio's own thread cache (``trio.lowlevel.start_thread_soon``,
+which ``to_thread`` is built on). Most of the difference is work a mount does
+not need: a capacity limiter for every
 call, a copied context, and the worker thread named and renamed through
 ``ctypes`` at each call, where each rename hands the GIL to the trio thread
 and back. A folder of small files copied out makes two or three trips a file,
-and a 4 KiB file costs the daemon about 5 ms in all, so every module sends its
-blocking calls through :func:`run_sync` instead. Where a bound on threads
+a noticeable share of what a small file costs the daemon in all, so every
+module sends its blocking calls through :func:`run_sync` instead. Where a bound on threads
 matters, the caller keeps its own limiter (``limiter``).
 """
 

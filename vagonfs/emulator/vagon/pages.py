@@ -1,11 +1,12 @@
 """Page n of a Vagon folder listing without stepping over the pages before it.
 
 The wire contract numbers pages (``page``, ``per_page``), which an SQL
-``OFFSET`` serves by walking every earlier row: 145 ms for the last page of a
-100,000-entry folder, 67 s for all of it. Clients walk pages in order, so the
+``OFFSET`` serves by walking every earlier row: the last page of a
+100,000-entry folder took a noticeable fraction of a second, and all of it
+over a minute. Clients walk pages in order, so the
 last sort key of each page served is kept, and page n starts with an index
-seek just past page n-1's last key: a few milliseconds for any page of any
-folder. The count is kept beside them. Clients fetch a few pages at once, so
+seek just past page n-1's last key, as quick for the last page of a folder
+as for the first. The count is kept beside them. Clients fetch a few pages at once, so
 a page a little ahead of the last key known is read from that key too.
 
 What is kept for a folder holds while the folder's generation in

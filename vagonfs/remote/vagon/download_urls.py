@@ -35,7 +35,7 @@ ASKED_AT_ONCE = 32
 
 
 # the two query parameters that say when a presigned (SigV4) link ends; a
-# search, not parse_qs and strptime: 8 us against 41 us, once a file read
+# search, not parse_qs and strptime: a fifth of the cost, once a file read
 _SIGNED_AT = re.compile(r"[?&]X-Amz-Date=(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z(?:&|$)")
 _LASTS = re.compile(r"[?&]X-Amz-Expires=(\d+)(?:&|$)")
 
@@ -102,7 +102,7 @@ class DownloadUrls:
             self._keep(file_id, version, url, complete.get("expires_at"))
 
     def _keep(self, file_id: int, version: str, url: str, expires_at) -> str:
-        # urljoin: 11 us here, httpx.URL.join 150-190 us, once a file
+        # urljoin, not httpx.URL.join: an order of magnitude cheaper, once a file
         url = urljoin(self._api.base_url, url)
         expires, now = link_expiry(url, expires_at), time.time()
         renew_at = expires - min(60.0, max(0.0, expires - now) * 0.1)
