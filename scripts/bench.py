@@ -119,7 +119,7 @@ def per_gib(count: int, size: int) -> float:
 
 
 def fuse_reads(m) -> int:
-    return m.status()["kernel"].get("fuse_reads", 0)
+    return m.status()["kernel_requests"].get("read", 0)
 
 
 def case_read(rig: Rig, fig: Figures, s: Settings) -> None:
