@@ -50,7 +50,9 @@ the link's own limit (``scripts/bench_wan.py``).
 
 Root is needed: it drops the page cache, sets read_ahead_kb, and installs
 the Debian package ``rclone`` when missing. MB is 10^6 bytes. A case that
-fails shows its rows as misses with the reason; the run goes on.
+fails shows its rows as misses with the reason; the run goes on, and exits 1
+at its end, as it does when a row of a case that ran lacks a figure it needs
+(named in a ``MISSING FIGURE`` line).
 """
 
 from __future__ import annotations
@@ -61,17 +63,16 @@ import json
 import os
 import platform
 import signal
-import statistics
 import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_figures import Figures, commit, fmt  # noqa: E402
+from bench_targets import Key, Settings, judged, mib, table  # noqa: E402
 from bench_wan import run_wan  # noqa: E402
 from wan_link import settings_arguments  # noqa: E402
 from bench_rig import (MB, MiB, Rig, dd_read, drop_page_cache, into_page_cache,  # noqa: E402
@@ -79,23 +80,8 @@ from bench_rig import (MB, MiB, Rig, dd_read, drop_page_cache, into_page_cache, 
                        set_read_ahead_kb, sh, timed, zero_mount)
 
 
-@dataclass
-class Settings:
-    size: int  # bytes of the big file read and written
-    big: int  # bytes of the file copied for the memory case
-    small_files: int
-    rounds: int
-    ls_entries: int
-    walk_entries: int
-    tree_entries: int
-
-
 def mb_s(size: int, seconds: float) -> float:
     return size / MB / seconds
-
-
-def mib(n: int) -> str:
-    return f"{n >> 30} GiB" if n >= 1 << 30 and not n % (1 << 30) else f"{n >> 20} MiB"
 
 
 # -- the cases --------------------------------------------------------------------------------
@@ -103,7 +89,7 @@ def mib(n: int) -> str:
 def case_zero(rig: Rig, fig: Figures, s: Settings) -> None:
     """The zero-work pyfuse3 ceiling at 128 KiB and 1 MiB requests."""
     with zero_mount(rig.work, s.size) as mnt:
-        for key, kb in (("zero_128k", 128), ("zero_1m", 1024)):
+        for key, kb in ((Key.ZERO_128K, 128), (Key.ZERO_1M, 1024)):
             set_read_ahead_kb(mnt, kb)
             drop_page_cache()
             before = json.loads(os.getxattr(mnt, "user.stats"))
@@ -112,7 +98,7 @@ def case_zero(rig: Rig, fig: Figures, s: Settings) -> None:
             reads = after["reads"] - before["reads"]
             fig.put(key, mb_s(s.size, seconds), read_ahead_kb=kb, fuse_reads=reads,
                     largest_request_kib=after["largest_read"] >> 10)
-            fig.put(f"{key}_reads", per_gib(reads, s.size))
+            fig.put(Key.reads(key), per_gib(reads, s.size))
 
 
 def case_curl(rig: Rig, fig: Figures, s: Settings) -> None:
@@ -125,7 +111,7 @@ def case_curl(rig: Rig, fig: Figures, s: Settings) -> None:
         seconds = time.perf_counter() - start
     if int(got) != s.size:
         raise RuntimeError(f"curl got {got} of {s.size} bytes")
-    fig.put("curl", mb_s(s.size, seconds), **cpu)
+    fig.put(Key.CURL, mb_s(s.size, seconds), **cpu)
 
 
 def per_gib(count: int, size: int) -> float:
@@ -133,7 +119,7 @@ def per_gib(count: int, size: int) -> float:
 
 
 def fuse_reads(m) -> int:
-    return m.status()["kernel"].get("fuse_reads", 0)
+    return m.status()["kernel_requests"].get("read", 0)
 
 
 def case_read(rig: Rig, fig: Figures, s: Settings) -> None:
@@ -142,20 +128,22 @@ def case_read(rig: Rig, fig: Figures, s: Settings) -> None:
     ``--read-ahead 0``); each with store-ahead and without (``--no-store-ahead``),
     interleaved, with the FUSE reads each made per GiB (``vagonfs status``)."""
     for who, option, kb in (("root", "1M", 1024), ("user", "0", 128)):
-        cache = [read_once(rig, fig, s, who, option, kb, off) for off in ("", "_nostore")][0]
+        cache = [read_once(rig, fig, s, who, option, kb, store_ahead)
+                 for store_ahead in (True, False)][0]
         if who == "root":  # what the disk under the cache gives, the same bytes read the same way
             data_file = max(cache.rglob("*.blocks"), key=lambda p: p.stat().st_size)
             drop_page_cache()
-            fig.put("cache_disk", mb_s(s.size, dd_read(data_file, s.size)))
+            fig.put(Key.CACHE_DISK, mb_s(s.size, dd_read(data_file, s.size)))
 
 
 def read_once(rig: Rig, fig: Figures, s: Settings, who: str, option: str, kb: int,
-              off: str) -> Path:
-    """One cold and one warm read of the big file by a fresh mount; ``off``:
-    "_nostore" for ``--no-store-ahead``, else "". The mount's cache dir."""
+              store_ahead: bool) -> Path:
+    """One cold and one warm read of the big file by a fresh mount (with
+    ``--no-store-ahead`` unless ``store_ahead``). The mount's cache dir."""
     rig.warm_server()
-    extra = ("--no-store-ahead",) if off else ()
-    with rig.mount(f"read-{who}{off}-{fig.round}", "--read-ahead", option, *extra,
+    extra = () if store_ahead else ("--no-store-ahead",)
+    with rig.mount(f"read-{who}{'' if store_ahead else '-nostore'}-{fig.round}",
+                   "--read-ahead", option, *extra,
                    memory_case=f"read {mib(s.size)}, {who}") as m:
         read_ahead = m.wait_read_ahead(kb)
         if read_ahead != kb:
@@ -170,9 +158,10 @@ def read_once(rig: Rig, fig: Figures, s: Settings, who: str, option: str, kb: in
             with rig.cpu_use(m) as cpu:
                 seconds = dd_read(path, s.size)
             reads = fuse_reads(m) - before
-            fig.put(f"{temp}_{who}{off}", mb_s(s.size, seconds), read_ahead_kb=read_ahead,
-                    fuse_reads=reads, **cpu)
-            fig.put(f"{temp}_{who}{off}_reads", per_gib(reads, s.size))
+            key = Key.read(temp, who, store_ahead)
+            fig.put(key, mb_s(s.size, seconds), read_ahead_kb=read_ahead, fuse_reads=reads,
+                    **cpu)
+            fig.put(Key.reads(key), per_gib(reads, s.size))
     return m.cache
 
 
@@ -183,13 +172,13 @@ def case_write(rig: Rig, fig: Figures, s: Settings) -> None:
     into_page_cache(local)
     with rig.cpu_use() as cpu:
         seconds = timed(lambda: rig.direct_upload(local, f"direct-{r}.bin"))
-    fig.put("direct_upload", mb_s(s.size, seconds), **cpu)
+    fig.put(Key.DIRECT_UPLOAD, mb_s(s.size, seconds), **cpu)
     written = f"written-{r}.bin"
     with rig.mount(f"write-{r}", memory_case=f"write {mib(s.size)}") as m:
         into_page_cache(local)
         with rig.cpu_use(m) as cpu:
             seconds = timed(lambda: m.copy_in(local, written))
-        fig.put("write", mb_s(s.size, seconds), **cpu)
+        fig.put(Key.WRITE, mb_s(s.size, seconds), **cpu)
     if rig.server_files().get(written) != s.size:
         raise RuntimeError(f"{written} is not on the server at its full size")
 
@@ -216,9 +205,9 @@ def case_small(rig: Rig, fig: Figures, s: Settings) -> None:
             seconds = timed(lambda: run("rsync", "-a", f"{m.path}/{folder}/", f"{down}/"))
         down_calls = rig.api_calls()
     same_files(source, down)
-    fig.put("small_up_returned", n / returned, api_calls_per_file=round(calls / n, 2))
-    fig.put("small_up_confirmed", n / done, **cpu_up)
-    fig.put("small_down", n / seconds, api_calls_per_file=round(down_calls / n, 2), **cpu)
+    fig.put(Key.SMALL_UP_RETURNED, n / returned, api_calls_per_file=round(calls / n, 2))
+    fig.put(Key.SMALL_UP_CONFIRMED, n / done, **cpu_up)
+    fig.put(Key.SMALL_DOWN, n / seconds, api_calls_per_file=round(down_calls / n, 2), **cpu)
 
 
 def case_rclone_read(rig: Rig, fig: Figures, s: Settings) -> None:
@@ -232,7 +221,7 @@ def case_rclone_read(rig: Rig, fig: Figures, s: Settings) -> None:
     into_page_cache(big)  # the server's side warm, as for vagonfs
     with server.mount(f"read-{r}") as mnt:
         set_read_ahead_kb(mnt, 128)
-        fig.put("rclone_read", mb_s(s.size, dd_read(mnt / "big.bin", s.size)),
+        fig.put(Key.RCLONE_READ, mb_s(s.size, dd_read(mnt / "big.bin", s.size)),
                 read_ahead_kb=read_ahead_kb(mnt))
 
 
@@ -251,9 +240,9 @@ def case_rclone_small(rig: Rig, fig: Figures, s: Settings) -> None:
         down = rig.work / f"down-rclone-{r}"
         seconds = timed(lambda: run("rsync", "-a", f"{mnt}/{folder}/", f"{down}/"))
     same_files(source, down)
-    fig.put("rclone_up_returned", n / returned)
-    fig.put("rclone_up_confirmed", n / done)
-    fig.put("rclone_down", n / seconds)
+    fig.put(Key.RCLONE_UP_RETURNED, n / returned)
+    fig.put(Key.RCLONE_UP_CONFIRMED, n / done)
+    fig.put(Key.RCLONE_DOWN, n / seconds)
 
 
 def case_big_copy(rig: Rig, fig: Figures, s: Settings) -> None:
@@ -263,7 +252,7 @@ def case_big_copy(rig: Rig, fig: Figures, s: Settings) -> None:
         with rig.mount("copy-big", memory_case=f"copy {mib(s.big)}") as m:
             with rig.cpu_use(m) as cpu:
                 seconds = timed(lambda: m.copy_in(huge, "huge.bin"))
-            fig.put("copy_big", mb_s(s.big, seconds), **cpu)
+            fig.put(Key.COPY_BIG, mb_s(s.big, seconds), **cpu)
     finally:
         huge.unlink()
 
@@ -302,21 +291,23 @@ def case_scale(rig: Rig, fig: Figures, s: Settings) -> None:
             rig.emulator.reset_stats()
             with rig.cpu_use(m) as cpu:
                 cold = timed(lambda: sh(f"ls -l '{folder}' > /dev/null"))
-            fig.put(f"ls_cold_{label}", cold, api_calls=rig.api_calls(), list_pages=pages, **cpu)
+            fig.put(Key.ls("cold", label), cold, api_calls=rig.api_calls(), list_pages=pages,
+                    **cpu)
             rig.emulator.reset_stats()
             with rig.cpu_use(m) as cpu:
                 warm = timed(lambda: sh(f"ls -l '{folder}' > /dev/null"))
-            fig.put(f"ls_warm_{label}", warm, api_calls=rig.api_calls(),
+            fig.put(Key.ls("warm", label), warm, api_calls=rig.api_calls(),
                     peak_rss_mb=round(m.peak_rss_mb(), 1), **cpu)
-    for key, name, entries in (("walk", walk_name, walk), ("tree", tree_name, tree)):
-        with rig.mount(key) as m:
+    for mount, key, name, entries in (("walk", Key.WALK_RSS, walk_name, walk),
+                                      ("tree", Key.TREE_RSS, tree_name, tree)):
+        with rig.mount(mount) as m:
             with rig.cpu_use(m) as cpu:
                 start = time.perf_counter()
                 found = int(sh(f"find '{m.path / name}' | wc -l")) - 1  # not the top folder
                 seconds = time.perf_counter() - start
             if found != entries:
                 raise RuntimeError(f"find saw {found} of {entries} entries in {name}")
-            fig.put(f"{key}_rss", m.peak_rss_mb(), entries=entries, find_s=round(seconds, 2),
+            fig.put(key, m.peak_rss_mb(), entries=entries, find_s=round(seconds, 2),
                     rss_after_mb=round(m.rss_mb(), 1), **cpu)
 
 
@@ -335,130 +326,8 @@ CASES = {
 }
 ALIASES = {"cold": ["read"], "warm": ["read"], "rclone": ["rclone-read", "rclone-small"]}
 # the figures only compared with, shown on one line above the table
-BASELINES = ("zero_128k", "zero_1m", "curl", "direct_upload", "rclone_read",
-             "rclone_up_returned", "rclone_up_confirmed", "rclone_down")
-
-
-# -- the targets ------------------------------------------------------------------------------
-
-@dataclass
-class Target:
-    by: str | None  # the case measuring the figure (its rows are left out when it did not run)
-    case: str  # what the row says
-    key: str  # the figure it shows
-    unit: str
-    baseline: str | None = None  # the figure it is compared with
-    baseline_name: str = ""
-    at_least: float | None = None  # the ratio to the baseline must reach this
-    below: float | None = None  # or the figure must stay under this
-    note: str = ""
-
-    def row(self, fig: Figures) -> dict:
-        """The medians of the figure and its baseline over the rounds, and the
-        median of the rounds' ratios (each round's figure against the baseline
-        of that same round)."""
-        value, base = fig.median(self.key), fig.median(self.baseline or "")
-        rounds = fig.values.get(self.key, {})
-        bases = fig.values.get(self.baseline or "", {})
-        ratios = {r: v / bases[r] for r, v in rounds.items() if bases.get(r)}
-        ratio = statistics.median(ratios.values()) if ratios else None
-        target = (f">= {self.at_least:g}" if self.at_least is not None else
-                  f"< {self.below:g} {self.unit}" if self.below is not None else "")
-        if self.at_least is not None:
-            met = ratio is not None and ratio >= self.at_least
-        elif self.below is not None:
-            met = value is not None and value < self.below
-        else:
-            met = None
-        details = fig.details.get(self.key, {})
-        return {"case": self.case, "value": value, "unit": self.unit, "baseline": base,
-                "baseline_name": self.baseline_name, "ratio": ratio, "target": target,
-                "met": met, "note": self.note,
-                "rounds": [{"round": r + 1, "value": v, "baseline": bases.get(r),
-                            "ratio": ratios.get(r), **details.get(r, {})}
-                           for r, v in sorted(rounds.items())]}
-
-
-def targets(s: Settings, rss_worst: str) -> list[Target]:
-    size, n = mib(s.size), f"{s.small_files:,} x 4 KiB"
-    ls = f"ls -l {s.ls_entries:,} entries"
-    scaled = s.ls_entries / 100_000  # the ls targets are per 100,000 entries
-    zero_128k = ("zero_128k", "zero-work pyfuse3, 128 KiB requests")
-    rclone = "rclone, the same"
-    return [
-        Target("read", f"cold read {size}, root, read-ahead 1 MiB (dd bs=1M)", "cold_root",
-               "MB/s", "curl", "curl of the same download link", at_least=0.8),
-        Target("read", f"cold read {size}, user, read-ahead 128 KiB (dd bs=1M)", "cold_user",
-               "MB/s", *zero_128k, at_least=0.8),
-        Target("read", f"cold read {size}, user, read-ahead 128 KiB, vs rclone", "cold_user",
-               "MB/s", "rclone_read", "rclone mount, the same read", at_least=1.0),
-        Target("read", "warm read from the block cache, 1 MiB requests", "warm_root", "MB/s",
-               "zero_1m", "zero-work pyfuse3, 1 MiB requests", at_least=0.8),
-        Target("read", "warm read from the block cache, 128 KiB requests", "warm_user", "MB/s",
-               *zero_128k, at_least=0.8),
-        *store_ahead_rows(size),
-        Target("read", "warm read from the block cache, 1 MiB requests, vs the cache's disk",
-               "warm_root", "MB/s", "cache_disk", "dd of the cache's data file, page cache dropped",
-               note="no target: what the disk under the cache allows"),
-        Target("write", f"write {size} to confirmation (cp + fsync)", "write", "MB/s",
-               "direct_upload", "the client's multipart upload", at_least=0.8),
-        Target("small", f"rsync -a up {n}, until rsync returns", "small_up_returned", "files/s",
-               "rclone_up_returned", rclone, at_least=1.0),
-        Target("small", f"rsync -a up {n}, until all are on the server", "small_up_confirmed",
-               "files/s", "rclone_up_confirmed", rclone, at_least=1.0),
-        Target("small", f"rsync -a down {n}, fresh mount, empty cache", "small_down", "files/s",
-               "rclone_down", rclone, at_least=2.0),
-        Target(None, f"memory: daemon peak RSS, every case (worst: {rss_worst})", "rss_worst",
-               "MB", below=250),
-        Target("scale", f"{ls}, cold, default", "ls_cold_default", "s", below=10 * scaled),
-        Target("scale", f"{ls}, cold, --xattrs", "ls_cold_xattrs", "s",
-               "ls_cold_default", "default", note="ratio: what xattrs cost"),
-        Target("scale", f"{ls}, warm, default", "ls_warm_default", "s", below=1 * scaled),
-        Target("scale", f"{ls}, warm, --xattrs", "ls_warm_xattrs", "s",
-               "ls_warm_default", "default", note="ratio: what xattrs cost"),
-        Target("scale", f"memory: daemon peak RSS, find over {s.walk_entries:,} entries",
-               "walk_rss", "MB", below=150),
-        Target("scale", f"memory: daemon peak RSS, find over a {s.tree_entries:,}-entry tree",
-               "tree_rss", "MB", below=500),
-    ]
-
-
-def store_ahead_rows(size: str) -> list[Target]:
-    """Each read row without store-ahead, and the FUSE reads per GiB each made
-    beside the zero-work ceiling's at the same request size (every one of its
-    reads is a FUSE read)."""
-    rows = []
-    reads = [("cold", "root", "zero_1m", "1 MiB"), ("cold", "user", "zero_128k", "128 KiB"),
-             ("warm", "root", "zero_1m", "1 MiB"), ("warm", "user", "zero_128k", "128 KiB")]
-    for temp, who, zero, request in reads:
-        what = f"{temp} read {size}, {who}, {request} requests"
-        rows.append(Target("read", f"{what}, --no-store-ahead", f"{temp}_{who}_nostore",
-                           "MB/s", zero, f"zero-work pyfuse3, {request} requests",
-                           note="no target: what store-ahead changes"))
-        for off, how in (("", "store-ahead"), ("_nostore", "--no-store-ahead")):
-            rows.append(Target("read", f"{what}, {how}: FUSE reads per GiB",
-                               f"{temp}_{who}{off}_reads", "reads/GiB", f"{zero}_reads",
-                               f"zero-work pyfuse3, {request} requests",
-                               note="no target: fewer is better"))
-    return rows
-
-
-# -- the report -------------------------------------------------------------------------------
-
-def table(rows: list[dict]) -> str:
-    lines = ["| case | vagonfs | baseline | ratio | target | met |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        value = f"{fmt(r['value'])} {r['unit']}" if r["value"] is not None else \
-            f"not measured: {r.get('error', 'its case did not run')}"
-        base = f"{fmt(r['baseline'])} {r['unit']} ({r['baseline_name']})" \
-            if r["baseline"] is not None else (f"not measured ({r['baseline_name']})"
-                                               if r["baseline_name"] else "")
-        ratio = f"{r['ratio']:.3g}" if r["ratio"] is not None else ""
-        if r["note"]:
-            ratio += f" ({r['note']})"
-        met = {True: "yes", False: "**no**", None: ""}[r["met"]]
-        lines.append(f"| {r['case']} | {value} | {base} | {ratio} | {r['target']} | {met} |")
-    return "\n".join(lines)
+BASELINES = (Key.ZERO_128K, Key.ZERO_1M, Key.CURL, Key.DIRECT_UPLOAD, Key.RCLONE_READ,
+             Key.RCLONE_UP_RETURNED, Key.RCLONE_UP_CONFIRMED, Key.RCLONE_DOWN)
 
 
 def selected_cases(only: str | None, skip_scale: bool) -> list[str]:
@@ -545,20 +414,13 @@ def run_cases(rig: Rig, fig: Figures, s: Settings, cases: list[str]) -> None:
     if rig.rss:
         worst = max(rig.rss, key=lambda case: rig.rss[case])
         fig.round = 0
-        fig.put("rss_worst", rig.rss[worst], worst=worst, every_case=rig.rss)
+        fig.put(Key.RSS_WORST, rig.rss[worst], worst=worst, every_case=rig.rss)
 
 
 def report(args: argparse.Namespace, s: Settings, cases: list[str], fig: Figures,
-           seconds: float) -> None:
-    rows = []
-    worst = fig.details.get("rss_worst", {}).get(0, {}).get("worst", "")
-    for t in targets(s, worst):
-        if t.by not in cases and not (t.by is None and t.key in fig.values):
-            continue
-        row = t.row(fig)
-        if t.by in fig.errors:
-            row["error"] = fig.errors[t.by]
-        rows.append(row)
+           seconds: float) -> list[str]:
+    """Prints the table and writes the JSON; the figures the rows lack."""
+    rows, missing = judged(s, cases, fig)
     head = {"when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "commit": commit(),
             "machine": f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}",
@@ -572,9 +434,12 @@ def report(args: argparse.Namespace, s: Settings, cases: list[str], fig: Figures
     for name, error in fig.errors.items():
         print(f"FAILED {name}: {error}")
     print(table(rows))
+    for figure in missing:
+        print(f"MISSING FIGURE: {figure}")
     Path(args.json or "bench-results.json").write_text(json.dumps({
         **head, "settings": vars(s), "cases": cases, "rows": rows, "figures": fig.values,
-        "details": fig.details, "errors": fig.errors}, indent=2))
+        "details": fig.details, "errors": fig.errors, "missing": missing}, indent=2))
+    return missing
 
 
 def main() -> int:
@@ -594,8 +459,8 @@ def main() -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="vagonfs-bench-", dir=args.work) as work:
         run_cases(Rig(Path(work), s.size), fig, s, cases)
-        report(args, s, cases, fig, time.perf_counter() - start)
-    return 1 if fig.errors else 0
+        missing = report(args, s, cases, fig, time.perf_counter() - start)
+    return 1 if fig.errors or missing else 0
 
 
 if __name__ == "__main__":

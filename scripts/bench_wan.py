@@ -48,6 +48,15 @@ READ = 4096  # bytes of each random read and of the first-bytes read
 TREE, LS, BIG, UP, WRITTEN = "tree000000", "ls000000", "big000000", "up", "written.bin"
 
 
+class Fig:
+    """The figures of the cases, named once for the case that puts them and the
+    row that judges them (``key`` adds the tool and the RTT)."""
+
+    FIND, LS, HEAD, COLD, DOWN, WRITE = "find", "ls", "head", "cold", "down", "write"
+    RANDOM, RANDOM_BYTES = "random", "random_bytes"
+    UP_RETURNED, UP_CONFIRMED = "up_returned", "up_confirmed"
+
+
 @dataclass
 class Mounted:
     """A fresh mount of one tool, and how it waits until what it wrote is on the server."""
@@ -166,18 +175,18 @@ def timed_command(tool: Tool, put, name: str, command: str, expected: int) -> No
 
 def case_find(tool: Tool, put, s: Sizes) -> None:
     """``find`` over 100 folders of 10 files."""
-    timed_command(tool, put, "find", f"find {{mnt}}/{TREE} | wc -l",
+    timed_command(tool, put, Fig.FIND, f"find {{mnt}}/{TREE} | wc -l",
                   1 + FOLDERS * (1 + PER_FOLDER))
 
 
 def case_ls(tool: Tool, put, s: Sizes) -> None:
     """``ls -l`` of a folder of 1,000 files (its lookup included)."""
-    timed_command(tool, put, "ls", f"ls -l {{mnt}}/{LS} | wc -l", 1 + LS_FILES)  # and "total"
+    timed_command(tool, put, Fig.LS, f"ls -l {{mnt}}/{LS} | wc -l", 1 + LS_FILES)  # and "total"
 
 
 def case_head(tool: Tool, put, s: Sizes) -> None:
     """The first 4 KiB of a big file, ``head -c 4096 MNT/path``: the path's lookups included."""
-    timed_command(tool, put, "head", f"head -c {READ} {{mnt}}/{BIG} | wc -c", READ)
+    timed_command(tool, put, Fig.HEAD, f"head -c {READ} {{mnt}}/{BIG} | wc -c", READ)
 
 
 def case_random(tool: Tool, put, s: Sizes) -> None:
@@ -197,10 +206,10 @@ def case_random(tool: Tool, put, s: Sizes) -> None:
                     times.append(time.perf_counter() - start)
         finally:
             os.close(fd)
-    put("random", statistics.median(times), first_s=round(times[0], 4),
+    put(Fig.RANDOM, statistics.median(times), first_s=round(times[0], 4),
         slowest_s=round(max(times), 4), **seen)
     if "bytes_down" in seen:
-        put("random_bytes", seen["bytes_down"] / RANDOM_READS)
+        put(Fig.RANDOM_BYTES, seen["bytes_down"] / RANDOM_READS)
 
 
 def case_cold(tool: Tool, put, s: Sizes) -> None:
@@ -210,7 +219,7 @@ def case_cold(tool: Tool, put, s: Sizes) -> None:
             raise RuntimeError("the big file has the wrong size")
         with watching(tool) as seen:
             seconds = timed(lambda: sh(f"cat '{m.path / BIG}' > /dev/null"))
-    put("cold", seconds, mb_s=round(s.big / 1e6 / seconds, 1), **seen)
+    put(Fig.COLD, seconds, mb_s=round(s.big / 1e6 / seconds, 1), **seen)
 
 
 def case_up(tool: Tool, put, s: Sizes) -> None:
@@ -221,8 +230,8 @@ def case_up(tool: Tool, put, s: Sizes) -> None:
         returned, done = rsync_up(source, m.path / UP, lambda: m.wait_on_server(UP, sizes, True))
     if tool.on_server(UP) != sizes:
         raise RuntimeError(f"the server holds {len(tool.on_server(UP))} of {len(sizes)} files")
-    put("up_returned", returned)
-    put("up_confirmed", done, **seen)
+    put(Fig.UP_RETURNED, returned)
+    put(Fig.UP_CONFIRMED, done, **seen)
 
 
 def case_down(tool: Tool, put, s: Sizes) -> None:
@@ -232,7 +241,7 @@ def case_down(tool: Tool, put, s: Sizes) -> None:
     with tool.mount("down") as m, watching(tool) as seen:
         seconds = timed(lambda: run("rsync", "-a", f"{m.path / UP}/", f"{down}/"))
     same_files(source, down)
-    put("down", seconds, **seen)
+    put(Fig.DOWN, seconds, **seen)
 
 
 def case_write(tool: Tool, put, s: Sizes) -> None:
@@ -246,7 +255,7 @@ def case_write(tool: Tool, put, s: Sizes) -> None:
         seconds = time.perf_counter() - start
     if tool.on_server("").get(WRITTEN) != s.big:
         raise RuntimeError(f"{WRITTEN} is not on the server at its full size")
-    put("write", seconds, **seen)
+    put(Fig.WRITE, seconds, **seen)
 
 
 # in this order: "down" reads back what "up" wrote
@@ -284,33 +293,33 @@ def rows(s: Sizes) -> list[Row]:
     n, big = s.small_files, f"{s.big / MiB:g} MiB"
     delay = WRITE_BACK_DELAY
     return [
-        Row("find", "find", f"find over {FOLDERS} folders of {PER_FOLDER} files", 4,
+        Row("find", Fig.FIND, f"find over {FOLDERS} folders of {PER_FOLDER} files", 4,
             "connect; list the root, which finds the tree; the tree; its folders all together",
             within_rtt=15),
-        Row("ls", "ls", f"ls -l of a folder of {LS_FILES:,} files", 4,
+        Row("ls", Fig.LS, f"ls -l of a folder of {LS_FILES:,} files", 4,
             "connect; list the root; page 1, which gives the count; the other pages together",
             within_rtt=8),
-        Row("down", "down", f"rsync -a down, {n} x 4 KiB", 5,
+        Row("down", Fig.DOWN, f"rsync -a down, {n} x 4 KiB", 5,
             "connect; list the root; the folder; the download links together; the GETs together",
             payload=lambda s: s.small_files * READ, within_rtt=20),
-        Row("head", "head", "first 4 KiB of a file, head -c 4096 MNT/path (lookups included)",
+        Row("head", Fig.HEAD, "first 4 KiB of a file, head -c 4096 MNT/path (lookups included)",
             4, "connect; list the root; the download link; the GET",
             payload=lambda s: READ, within_rtt=5),
-        Row("cold", "cold", f"cold read of {big} (cat)", 4,
+        Row("cold", Fig.COLD, f"cold read of {big} (cat)", 4,
             "connect; list the root; the download link; the first GET",
             payload=lambda s: s.big, one_stream=True, link_share=0.8),
-        Row("random", "random", f"random 4 KiB reads of the {big} file, each (median of "
+        Row("random", Fig.RANDOM, f"random 4 KiB reads of the {big} file, each (median of "
             f"{RANDOM_READS})", 1, "one ranged GET", payload=lambda s: READ, within_rtt=1.5),
-        Row("random", "random_bytes", "random 4 KiB reads: bytes fetched per read", 0,
+        Row("random", Fig.RANDOM_BYTES, "random 4 KiB reads: bytes fetched per read", 0,
             "the 4 KiB read (the link counts the body and the HTTP headers)",
             payload=lambda s: READ, at_most_bytes=128 * 1024, unit="B"),
-        Row("up", "up_returned", f"rsync -a up, {n} x 4 KiB, until rsync returns", 0,
+        Row("up", Fig.UP_RETURNED, f"rsync -a up, {n} x 4 KiB, until rsync returns", 0,
             "nothing needs the store before rsync returns", within_loopback=1.25),
-        Row("up", "up_confirmed", f"rsync -a up, {n} x 4 KiB, until all are on the server", 6,
+        Row("up", Fig.UP_CONFIRMED, f"rsync -a up, {n} x 4 KiB, until all are on the server", 6,
             "connect; list the root; mkdir; then create, PUT and complete, each of all the "
             "files together",
             payload=lambda s: s.small_files * READ, wait=delay, within_rtt=50),
-        Row("write", "write", f"{big} written (cp + fsync), until it is on the server", 5,
+        Row("write", Fig.WRITE, f"{big} written (cp + fsync), until it is on the server", 5,
             "connect; list the root; create; the parts together; complete",
             payload=lambda s: s.big, one_stream=True, within_link=1.4),
     ]

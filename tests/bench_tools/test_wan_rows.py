@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench_figures import Figures
-from bench_wan import Row, Sizes, evaluate, key, rows
+from bench_wan import Fig, Row, Sizes, evaluate, key, rows
 from wan_link import LinkSettings
 
 LINK = LinkSettings(0.04)
@@ -18,22 +18,22 @@ def row(name: str) -> Row:
 
 
 def test_the_link_limit_is_round_trips_plus_bytes_at_the_rate():
-    cold = row("cold")
+    cold = row(Fig.COLD)
     assert cold.limit(LINK, SIZES) == pytest.approx(4 * 0.04 + (256 << 20) / 125e6)
     # one connection carries a window a round trip: 2 MiB / 40 ms
     assert cold.one_stream_limit(LINK, SIZES) == pytest.approx(4 * 0.04 + 128 * 0.04)
 
 
 def test_a_row_is_met_within_its_rtts_and_no_slower_than_rclone():
-    find = row("find")
+    find = row(Fig.FIND)
     fig = Figures()
-    fig.put(key("find", "vagonfs", 0.04), 0.5)  # 12.5 RTT
-    fig.put(key("find", "rclone", 0.04), 0.6)
+    fig.put(key(Fig.FIND, "vagonfs", 0.04), 0.5)  # 12.5 RTT
+    fig.put(key(Fig.FIND, "rclone", 0.04), 0.6)
     assert evaluate(find, fig, LINK, SIZES)["met"] is True
-    fig.put(key("find", "rclone", 0.04), 0.4)
+    fig.put(key(Fig.FIND, "rclone", 0.04), 0.4)
     judged = evaluate(find, fig, LINK, SIZES)
     assert (judged["met"], judged["misses"]) == (False, ["rclone"])
-    fig.put(key("find", "vagonfs", 0.04), 0.7)  # 17.5 RTT
+    fig.put(key(Fig.FIND, "vagonfs", 0.04), 0.7)  # 17.5 RTT
     assert evaluate(find, fig, LINK, SIZES)["misses"] == ["the target", "rclone"]
 
 
@@ -45,16 +45,16 @@ def test_a_row_is_met_within_its_rtts_and_no_slower_than_rclone():
 def test_a_row_without_a_figure_it_needs_is_not_measured(present, missing):
     fig = Figures()
     for tool, value in present.items():
-        fig.put(key("ls", tool, 0.04), value)
-    judged = evaluate(row("ls"), fig, LINK, SIZES)
+        fig.put(key(Fig.LS, tool, 0.04), value)
+    judged = evaluate(row(Fig.LS), fig, LINK, SIZES)
     assert (judged["met"], judged["missing"]) == (None, missing)
 
 
 def test_returning_as_soon_as_on_loopback_needs_the_loopback_figure():
-    returned = row("up_returned")
+    returned = row(Fig.UP_RETURNED)
     fig = Figures()
-    fig.put(key("up_returned", "vagonfs", 0.04), 0.3)
-    fig.put(key("up_returned", "rclone", 0.04), 0.4)
+    fig.put(key(Fig.UP_RETURNED, "vagonfs", 0.04), 0.3)
+    fig.put(key(Fig.UP_RETURNED, "rclone", 0.04), 0.4)
     assert evaluate(returned, fig, LINK, SIZES)["missing"] == ["loopback"]
-    fig.put(key("up_returned", "vagonfs", 0), 0.25)
+    fig.put(key(Fig.UP_RETURNED, "vagonfs", 0), 0.25)
     assert evaluate(returned, fig, LINK, SIZES)["met"] is True  # 0.3 <= 1.25 x 0.25

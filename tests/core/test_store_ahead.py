@@ -68,9 +68,13 @@ async def open_file(fs: Filesystem, name: str, flags: int = os.O_RDONLY):
     return fh, node
 
 
-async def read_in_order(fs: Filesystem, fh: int, blocks: range) -> None:
-    for index in blocks:
-        await fs.read(fh, index * MiB, MiB)
+SMALL = 128 * 1024  # the kernel's FUSE reads at its default read-ahead
+
+
+async def read_in_order(fs: Filesystem, fh: int, blocks: range, size: int = SMALL) -> None:
+    """Those blocks read in order, in reads of ``size`` bytes as the kernel sends them."""
+    for offset in range(blocks.start * MiB, blocks.stop * MiB, size):
+        await fs.read(fh, offset, size)
 
 
 async def read_head(fs: Filesystem, pages: RecordedPages):
@@ -86,13 +90,31 @@ def test_blocks_read_ahead_are_stored_but_each_window_s_middle_one_and_those_awa
     async def test(fs: Filesystem, pages: RecordedPages) -> None:
         fh, node = await open_file(fs, "f")
         await read_in_order(fs, fh, range(5))
-        await until(lambda: 8 in pages.stored(node.ino))
-        # windows of 1 (block 2), 2 (3-4), 4 (5-8) so far: each window's middle
-        # block (2, 4, 7) is left for a FUSE read that moves the cursor on, and
-        # nothing a read was waiting for when it came (0, 1, 3: the kernel is
-        # reading those pages itself) is stored
-        assert pages.stored(node.ino) == [5, 6, 8]
+        await until(lambda: 15 in pages.stored(node.ino))
+        # windows of 1 (block 1), 2 (2-3), 4 (4-7) and 8 (8-15) so far: each
+        # window's middle block (1, 3, 6, 12) is left for a FUSE read that
+        # moves the cursor on, and nothing a read was waiting for when it came
+        # (4: the kernel is reading those pages itself) is stored
+        assert pages.stored(node.ino) == [2, 5, 7, 8, 9, 10, 11, 13, 14, 15]
         assert not [c for c in pages.calls if c[0] == "drop"]
+
+    with_pages(tmp_path, test, 24 * MiB)
+
+
+def test_a_handle_read_in_1_mib_reads_stores_nothing(tmp_path):
+    """At 1 MiB FUSE reads (a root mount's read-ahead) storing ahead costs more
+    than the FUSE reads it spares (cache/store_ahead.py): the cursor reads
+    ahead as before, and nothing goes to the kernel's page cache."""
+    async def test(fs: Filesystem, pages: RecordedPages) -> None:
+        fh, node = await open_file(fs, "f")
+        await read_in_order(fs, fh, range(5), MiB)
+        small, _ = await open_file(fs, "f")  # the same file, read in small reads
+        await read_in_order(fs, small, range(5, 8))
+        await until(lambda: bool(pages.stored(node.ino)))
+        assert pages.calls == [("store", node.ino, index) for index in pages.stored(node.ino)]
+        assert all(index > 5 for index in pages.stored(node.ino))  # the small reader's own
+        fs.release(small)
+        fs.release(fh)
 
     with_pages(tmp_path, test, 24 * MiB)
 

@@ -22,6 +22,9 @@ from .conftest import sh, vagonfs
 MiB = 1024 * 1024
 SIZE = 24 * MiB
 FRESH = ("--attr-timeout", "0", "--dir-cache-time", "0")  # a change elsewhere is seen at once
+# the kernel's default read-ahead: FUSE reads of 128 KiB, for which store-ahead
+# is on (a root mount's default, 1 MiB, stores nothing: cache/store_ahead.py)
+SMALL_READS = ("--read-ahead", "128K")
 
 
 def version(tag: bytes, size: int = SIZE) -> bytes:
@@ -50,7 +53,11 @@ def kernel(mount) -> dict[str, int]:
     return mount.status()["kernel"]
 
 
-def two_mounts(mount_factory, emulator_factory, reader_options=FRESH):
+def fuse_reads(mount) -> int:
+    return mount.status()["kernel_requests"].get("read", 0)
+
+
+def two_mounts(mount_factory, emulator_factory, reader_options=FRESH + SMALL_READS):
     """A writer and a reader mount of one Vagon folder, each with its own
     cache. Vagon: a file rewritten at its size has a new version (on the
     tenant store, within the same second, it has not: docs/SEMANTICS.md)."""
@@ -78,19 +85,35 @@ def read_waiting_for_stores(mount, path) -> bytes:
                          ids=["store-ahead", "no-store-ahead"])
 def test_a_sequential_read_makes_fewer_fuse_reads_with_store_ahead(
         mount_factory, emulator_factory, options, stored):
-    writer, reader = two_mounts(mount_factory, emulator_factory, options)
+    writer, reader = two_mounts(mount_factory, emulator_factory, SMALL_READS + options)
     data = version(b"one")
     put(writer, "big.bin", data)
     assert sha(read_waiting_for_stores(reader, reader.path / "big.bin")) == sha(data)
-    counts = kernel(reader)
+    counts, reads = kernel(reader), fuse_reads(reader)
     if stored:
         assert counts["page_cache_stores"] >= SIZE // MiB // 2, counts
-        # the kernel found most of the file in its page cache: most of its
-        # bytes never became FUSE reads
+        # the kernel found most of the file in its page cache: most of it
+        # never became FUSE reads
+        assert reads < SIZE // (128 * 1024) // 2, (reads, counts)
         assert counts["fuse_read_bytes"] < SIZE // 2, counts
     else:
         assert "page_cache_stores" not in counts, counts
+        assert reads >= SIZE // (128 * 1024), (reads, counts)
         assert counts["fuse_read_bytes"] >= SIZE, counts
+
+
+def test_a_reader_in_1_mib_reads_stores_nothing(mount_factory, emulator_factory):
+    """A root mount's read-ahead (1 MiB FUSE reads): store-ahead would cost more
+    than the reads it spares, so every byte is a FUSE read, as without it."""
+    writer, reader = two_mounts(mount_factory, emulator_factory, ("--read-ahead", "1M"))
+    data = version(b"one")
+    put(writer, "big.bin", data)
+    assert sha(read_all(reader.path / "big.bin")) == sha(data)
+    counts = kernel(reader)
+    assert not [name for name in counts if name.startswith(("page_cache_store", "store_ahead"))
+                and counts[name]], counts
+    assert SIZE // MiB <= fuse_reads(reader) < SIZE // (128 * 1024), counts
+    assert counts["fuse_read_bytes"] >= SIZE, counts
 
 
 def test_a_version_written_elsewhere_between_two_reads_is_read_whole(

@@ -28,7 +28,8 @@ size, not a block. A store that cannot serve ranges (``ranged_reads`` false)
 gets one run for the whole file.
 
 Blocks read ahead also go to the kernel's page cache for the handle's file
-(store-ahead, ``cache/store_ahead.py``), but for each window's middle block
+(store-ahead, ``cache/store_ahead.py``) while the handle's FUSE reads are
+small, but for each window's middle block
 (its *tripwire*) and for blocks a FUSE read is already waiting for: the
 reader's FUSE read of the tripwire is how the cursor learns where a reader
 served by the page cache has got to.
@@ -54,7 +55,7 @@ import cachetools
 import trio
 
 from vagonfs.cache.blocks import BLOCK_SIZE, BlockCache, Buffer, object_id
-from vagonfs.cache.store_ahead import KernelPages, StoreAhead
+from vagonfs.cache.store_ahead import KernelPages, StoreAhead, gains
 from vagonfs.errors import FsError, RemoteIOError
 from vagonfs.remote.base import Entry, Store
 from vagonfs.runtime import supervise
@@ -82,6 +83,7 @@ class ReadState:
     window: int = 1  # blocks in its next read-ahead GET
     runs: set[trio.CancelScope] = field(default_factory=set)
     tripwires: set[int] = field(default_factory=set)  # blocks kept out of the page cache
+    largest_read: int = 0  # bytes of the handle's largest FUSE read: store_ahead.gains
     # the inode whose page cache may take this handle's blocks read ahead, asked
     # for each block (None: not now); None here: never (cache/store_ahead.py)
     store_to: Callable[[], int | None] | None = None
@@ -143,6 +145,7 @@ class Reader:
             return b""
         obj = object_id(self._store.cache_key(entry.key), entry.version)
         first, last = offset // BLOCK_SIZE, (end - 1) // BLOCK_SIZE
+        state.largest_read = max(state.largest_read, size)
         self._start_missing(entry, obj, first, last)
         if self._follow(state, offset, end) and self._store.ranged_reads:
             self._read_ahead(entry, obj, state, last)
@@ -232,8 +235,8 @@ class Reader:
         answers from its page cache never reaches this cursor, so that block
         is left for a FUSE read, which moves the cursor on and asks for the
         next window while half of this one is still ahead of the reader."""
-        if (state is not None and state.store_to is not None and index not in state.tripwires
-                and (obj, index) not in self._awaited):
+        if (state is not None and state.store_to is not None and gains(state.largest_read)
+                and index not in state.tripwires and (obj, index) not in self._awaited):
             ino = state.store_to()
             if ino is not None:
                 self.store_ahead.offer(obj, ino, index, data)

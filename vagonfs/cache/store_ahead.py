@@ -20,6 +20,11 @@ of a file, as the block cache is:
   upload found another, or the file was deleted), their pages are dropped
   before anything more is stored for them.
 
+Only a handle whose FUSE reads are small stores ahead (:func:`gains`): the
+hand-over it spares is paid once per FUSE read, so it weighs eight times
+more per byte at the kernel's default 128 KiB read-ahead than at the 1 MiB a
+root mount sets, where storing costs more than it spares (docs/BENCHMARKS.md).
+
 A page the kernel drops under memory pressure is simply read again through
 FUSE. Sending is the FUSE adapter's (``vagonfs.daemon.kernel_pages``): this layer
 knows it only as :class:`KernelPages`, and without one stores nothing.
@@ -33,6 +38,19 @@ import cachetools
 import trio
 
 from vagonfs.cache.blocks import BLOCK_SIZE, Buffer
+
+
+# from this size of a handle's FUSE reads on, it stores nothing more ahead
+LARGE_READ = 512 * 1024
+
+
+def gains(largest_read: int) -> bool:
+    """Whether storing ahead for a handle whose largest FUSE read so far is
+    ``largest_read`` bytes gains. The kernel's read size is the mount's
+    read-ahead (or less, near a file's end or while its read-ahead ramps
+    up), so the largest read tells the handle's request size once the
+    reader is in order, before the cursor reads anything ahead."""
+    return largest_read < LARGE_READ
 
 
 class KernelPages(Protocol):

@@ -107,7 +107,8 @@ def _add_mount_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-store-ahead", dest="store_ahead", action="store_false",
                    help="keep blocks read ahead in the daemon until the kernel asks for "
                         "them, instead of handing them to the kernel's page cache at once "
-                        "(slower reads; for a kernel or a host short of page cache)")
+                        "where its FUSE reads are small (--read-ahead under 512K; slower "
+                        "reads there; for a kernel or a host short of page cache)")
     p.add_argument("--log-level", default="INFO", type=str.upper,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="DEBUG, INFO, WARNING or ERROR, in any case (default INFO)")

@@ -342,8 +342,7 @@ class _Daemon:
             self.fuse_scope.deadline = trio.current_time() + FUSE_GRACE
 
     def status(self) -> dict:
-        kernel = {"fuse_reads": self.kernel_requests["read"],
-                  "fuse_read_bytes": self.operations.read_bytes if self.operations else 0}
+        kernel = {"fuse_read_bytes": self.operations.read_bytes if self.operations else 0}
         if self.pages is not None:
             kernel.update(self.pages.counts, page_cache_pending_bytes=self.pages.pending_bytes)
         return status_report.report(self.fs, self.options, self.stats, self.started,

@@ -32,10 +32,11 @@ def upload(fs: Filesystem, pending: Pending[Node]) -> dict:
 def report(fs: Filesystem, options: MountOptions, stats, started: float,
            cache_dir: Path, kernel_requests: Mapping[str, int],
            kernel: dict[str, int]) -> dict:
-    """``kernel_requests``: the kernel's requests by operation; ``kernel``: FUSE
-    reads answered (``fuse_reads``, ``fuse_read_bytes``) and what store-ahead
-    did (``page_cache_*``), counted since the mount, with the bytes it has yet
-    to hand over (``page_cache_pending_bytes``)."""
+    """``kernel_requests``: the kernel's requests by operation (its FUSE reads
+    are ``read``); ``kernel``: the bytes FUSE reads were answered with
+    (``fuse_read_bytes``) and what store-ahead did (``page_cache_*``), counted
+    since the mount, with the bytes it has yet to hand over
+    (``page_cache_pending_bytes``)."""
     uploads = [upload(fs, p) for p in fs.uploads.all()]
     return {
         "remote": options.remote.name, "type": options.remote.type,
