@@ -91,3 +91,19 @@ def test_a_folder_listed_answers_absent_names_without_asking(tmp_path):
         assert store.calls == before
 
     run_with_fs(store, tmp_path, body)
+
+
+def test_a_listing_supersedes_an_absence_even_once_it_is_dropped(tmp_path):
+    store = store_with_a_folder()
+
+    async def body(fs: Filesystem) -> None:
+        folder = await fs.lookup(ROOT_INODE, "dir")
+        await absent(fs, folder, "theirs.txt")
+        store.put("dir/theirs.txt", b"made by another client")
+        assert "theirs.txt" in await fs.namespace.listing(folder)
+        fs.namespace.listings.drop(folder.ino)  # as the listing cache's bound drops one
+        found = await fs.lookup(folder.ino, "theirs.txt")  # asked again, not the old absence
+        assert found.entry is not None
+        assert store.calls["lookup"] == 3
+
+    run_with_fs(store, tmp_path, body)

@@ -179,6 +179,9 @@ class Namespace:
             try:
                 fetch.listing = await self._fetch_listing(folder, where)
                 self.listings.put(folder.ino, fetch.listing)
+                # newer than any name looked up there: none may answer once
+                # the listing is dropped (an absence would hide a file listed)
+                self._looked_up.pop(folder.ino, None)
             except (NotFound, PermissionDenied) as exc:
                 fetch.error = exc
             except Exception as exc:  # any failure of any page is the listing's
