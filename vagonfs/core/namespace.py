@@ -4,9 +4,9 @@ The filesystem asks here for a name in a folder and for a folder's whole
 content. The answer comes from the cheapest place that knows it: the inode
 table (a file that exists only here, or here in a newer version), a kept
 listing (``vagonfs.core.listings``), a name looked up before in a folder not
-listed (found, or found absent), and only then the store. The filesystem tells each change it makes
-(``set_entry``, ``drop_entry``, ``forget``), so what is kept stays what the
-store holds.
+listed (found, or found absent), and only then the store. The filesystem
+tells each change it makes (``set_entry``, ``created``, ``drop_entry``,
+``forget``), so what is kept stays what the store holds.
 
 A listing is never a part of one: a page that fails fails the listing, and
 what failed is not cached. ``ls`` or ``rsync --delete`` shown half a folder
@@ -99,8 +99,9 @@ class Namespace:
     async def _ask(self, parent: Node, name: str) -> Entry | None:
         """The store's entry for ``name`` in ``parent``, None when it has none
         to show."""
+        folder = await self.entry(parent)
         try:
-            entry = await self.store.lookup(await self.entry(parent), name)
+            entry = await self.store.lookup(folder, name)
         except NotFound:
             return None
         return entry if visible(entry) else None
