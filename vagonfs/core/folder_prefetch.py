@@ -9,12 +9,8 @@ order, the next ``AHEAD`` small files of that listing are fetched into the
 block cache in parallel (``Reader.prefetch``), and the window slides with each
 open. Over a link of 40 ms a small file costs two round trips (its link, its
 GET), so the window must hold what two round trips of copying take: 24
-files made ``rsync`` of 200 wait about 30 round trips. The first file of a
-listing opened fetches the one after it too (``FIRST_AHEAD``): a copy starts
-there, and waiting for its second open to show an order cost a copy two
-round trips (the first two files one after the other); a lone open of that
-file costs one small file more. A folder read in any other order, or any
-other file opened alone, fetches nothing more than it asks for.
+files made ``rsync`` of 200 wait about 30 round trips. A folder read in any other order, or a file opened alone, fetches
+nothing more than it asks for.
 
 State: the order of the last ``FOLDERS`` folders read this way (built once per
 listing, so a 100,000-file folder costs one pass, not one per open) and where
@@ -33,7 +29,6 @@ from vagonfs.cache.reader import Reader
 from vagonfs.remote.base import Entry
 
 AHEAD = 64  # files fetched ahead of the one opened (within the reader's in-flight bound)
-FIRST_AHEAD = 1  # fetched with the first file of a listing, before an order shows
 SMALL = BLOCK_SIZE  # bytes: a file fetched whole ahead of time; bigger ones wait for their reader
 FOLDERS = 8
 
@@ -68,18 +63,12 @@ class FolderPrefetch:
             return
         in_order = 0 < index - walk.last <= 2  # a file skipped (a folder, a deleted one) is fine
         walk.last = index
-        if in_order:
-            self._slide(walk, index, AHEAD)
-        else:
+        if not in_order:
             walk.ahead = 0
-            if index == 0:
-                self._slide(walk, index, FIRST_AHEAD)
-
-    def _slide(self, walk: _Walk, index: int, ahead: int) -> None:
-        """Fetch up to ``ahead`` small files past ``index`` not yet asked for."""
+            return
         # each file is asked for once as the window slides (asking all AHEAD
         # again at every open was 6% of the trio thread's time in rsync down)
-        for at in range(max(index + 1, walk.ahead), min(index + 1 + ahead, len(walk.order))):
+        for at in range(max(index + 1, walk.ahead), min(index + 1 + AHEAD, len(walk.order))):
             entry = walk.order[at]
             if not entry.is_dir and 0 < entry.size <= SMALL and not self._reader.prefetch(entry):
                 return  # read-ahead is at its bound: the next open asks from here
