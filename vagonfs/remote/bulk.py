@@ -47,7 +47,7 @@ from vagonfs.remote import buffers
 
 # an idle connection older than this may have been closed by the server: not reused
 _IDLE_EXPIRY = 20.0
-_IDLE_PER_ORIGIN = 32  # as many as links asked at once: over a real link a new one costs a round trip
+_IDLE_PER_ORIGIN = 64  # as many as links asked at once: over a real link a new one costs a round trip
 _ERROR_BODY_LIMIT = 64 * 1024
 SMALL_REPLY_LIMIT = 16 * 1024 * 1024  # an API reply read whole (Reply.whole): a listing's page too
 
