@@ -172,6 +172,7 @@ class Changes:
             if target.dirty is not None and target.name == new_name:
                 self._uploads.discard(target)
         self._namespace.drop_entry(old[0].ino, old[1])
+        self._namespace.created(new_parent.ino, new_name)
         self._inodes.move(node, new_parent.ino, new_name)
         self._uploads.moved(node)
 

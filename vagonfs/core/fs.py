@@ -263,6 +263,7 @@ class Filesystem:
             await self.uploads.landed(existing)
             existing = self.inodes.child(parent_ino, name)  # (kept beside: not there now)
         node = self.inodes.add_local(parent_ino, name)
+        self.namespace.created(parent_ino, name)
         if existing is not None:  # O_CREAT on a name the kernel thought absent
             node.entry = existing.entry
             if existing.dirty is not None:

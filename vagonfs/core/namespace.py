@@ -4,9 +4,9 @@ The filesystem asks here for a name in a folder and for a folder's whole
 content. The answer comes from the cheapest place that knows it: the inode
 table (a file that exists only here, or here in a newer version), a kept
 listing (``vagonfs.core.listings``), a name looked up before in a folder not
-listed, and only then the store. The filesystem tells each change it makes
-(``set_entry``, ``drop_entry``, ``forget``), so what is kept stays what the
-store holds.
+listed (found, or found absent), and only then the store. The filesystem
+tells each change it makes (``set_entry``, ``created``, ``drop_entry``,
+``forget``), so what is kept stays what the store holds.
 
 A listing is never a part of one: a page that fails fails the listing, and
 what failed is not cached. ``ls`` or ``rsync --delete`` shown half a folder
@@ -51,8 +51,13 @@ class Namespace:
         self._reader = reader
         # folder ino -> (when it goes stale, {name: entry}) found by lookup in
         # folders not listed, kept like a listing: a path walked again would
-        # cost a request per name
-        self._looked_up: cachetools.TTLCache[int, tuple[float, dict[str, Entry]]] = \
+        # cost a request per name. A name the store said is absent is kept as
+        # None: a stat that finds nothing is followed by the kernel's own
+        # lookup before a mkdir or create (it keeps no negative entry), which
+        # would ask again (rsync into a new folder waited two round trips
+        # before its mkdir). The store is asked again once they go stale, as
+        # a listing is read again; this mount's own changes replace them.
+        self._looked_up: cachetools.TTLCache[int, tuple[float, dict[str, Entry | None]]] = \
             cachetools.TTLCache(maxsize=LOOKUP_FOLDERS_KEPT, ttl=ttl, timer=time.monotonic)
         self._fetches: dict[int, SharedListing] = {}
         # told (folder ino, name) when a name this mount showed leads to another
@@ -81,21 +86,33 @@ class Namespace:
             if entry is None:
                 raise NotFound(f"{name} not found")
             return self.adopt(parent, entry)
-        entry = self._looked_up_names(parent.ino).get(name)
+        looked_up = self._looked_up_names(parent.ino)
+        if name in looked_up:
+            entry = looked_up[name]
+        else:
+            entry = await self._ask(parent, name)
+            self._keep_looked_up(parent.ino, name, entry)
         if entry is None:
-            entry = await self.store.lookup(await self.entry(parent), name)
-            if not visible(entry):
-                raise NotFound(f"{name} not found")
-            self._keep_looked_up(parent.ino, entry)
+            raise NotFound(f"{name} not found")
         return self.adopt(parent, entry)
 
-    def _keep_looked_up(self, folder_ino: int, entry: Entry) -> None:
-        """Keep ``entry`` as found in folder ``folder_ino`` now; the names of a
-        folder go stale together, ``ttl`` after the first."""
-        self._looked_up.setdefault(
-            folder_ino, (time.monotonic() + self._ttl, {}))[1][entry.name] = entry
+    async def _ask(self, parent: Node, name: str) -> Entry | None:
+        """The store's entry for ``name`` in ``parent``, None when it has none
+        to show."""
+        folder = await self.entry(parent)
+        try:
+            entry = await self.store.lookup(folder, name)
+        except NotFound:
+            return None
+        return entry if visible(entry) else None
 
-    def _looked_up_names(self, folder_ino: int) -> dict[str, Entry]:
+    def _keep_looked_up(self, folder_ino: int, name: str, entry: Entry | None) -> None:
+        """Keep what folder ``folder_ino`` holds as ``name`` now (None: nothing);
+        the names of a folder go stale together, ``ttl`` after the first."""
+        self._looked_up.setdefault(
+            folder_ino, (time.monotonic() + self._ttl, {}))[1][name] = entry
+
+    def _looked_up_names(self, folder_ino: int) -> dict[str, Entry | None]:
         kept = self._looked_up.get(folder_ino)
         return {} if kept is None else kept[1]
 
@@ -111,7 +128,7 @@ class Namespace:
         if fresh is not None:
             return fresh
         looked_up = self._looked_up.get(node.parent)
-        if looked_up is not None and node.name in looked_up[1]:
+        if looked_up is not None and looked_up[1].get(node.name) is not None:
             return max(0.0, looked_up[0] - time.monotonic())
         return 0.0
 
@@ -163,6 +180,9 @@ class Namespace:
             try:
                 fetch.listing = await self._fetch_listing(folder, where)
                 self.listings.put(folder.ino, fetch.listing)
+                # newer than any name looked up there: none may answer once
+                # the listing is dropped (an absence would hide a file listed)
+                self._looked_up.pop(folder.ino, None)
             except (NotFound, PermissionDenied) as exc:
                 fetch.error = exc
             except Exception as exc:  # any failure of any page is the listing's
@@ -223,9 +243,16 @@ class Namespace:
         each use, and each lookup would ask the store."""
         self.listings.set_entry(parent.ino, entry)
         if self.listings.fresh_for(parent.ino) is None:
-            self._keep_looked_up(parent.ino, entry)
+            self._keep_looked_up(parent.ino, entry.name, entry)
         else:
             self._looked_up_names(parent.ino).pop(entry.name, None)
+
+    def created(self, parent_ino: int, name: str) -> None:
+        """This mount made ``name`` in folder ``parent_ino`` (not on the store
+        yet): a lookup no longer finds it absent."""
+        looked_up = self._looked_up_names(parent_ino)
+        if name in looked_up and looked_up[name] is None:
+            del looked_up[name]
 
     def drop_entry(self, parent_ino: int, name: str) -> None:
         self.listings.drop_entry(parent_ino, name)

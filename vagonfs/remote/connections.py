@@ -21,7 +21,7 @@ import httpx
 
 # an idle connection older than this may have been closed by the server: not reused
 _IDLE_EXPIRY = 20.0
-_IDLE_PER_ORIGIN = 32  # as many as links asked at once: over a real link a new one costs a round trip
+_IDLE_PER_ORIGIN = 64  # as many as links asked at once: over a real link a new one costs a round trip
 
 
 class ProxiedConnection(http.client.HTTPConnection):

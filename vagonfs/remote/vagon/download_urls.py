@@ -8,12 +8,12 @@ refuses it (403).
 
 At most ``ASKED_AT_ONCE`` links are asked at a time, however many files are
 fetched ahead (a folder copied: ``core/folder_prefetch.py``), each over a
-connection of its own: enough to keep a folder's files ahead coming over a
-link of 40 ms (eight at a time made ``rsync`` of 200 small files wait 25
-round trips for their links alone), and still a bound on the connections a
-copy opens to the API. Links are asked in a worker thread (the worker
-transport, ``vagonfs.remote.transports``), so asking them costs the trio
-thread little.
+connection of its own: as many as the files fetched ahead, so the links of
+a window go together over a link of 40 ms (eight at a time made ``rsync``
+of 200 small files wait 25 round trips for their links alone, 32 one or two
+more than 64), and still a bound on the connections a copy opens to the API.
+Links are asked in a worker thread (the worker transport,
+``vagonfs.remote.transports``), so asking them costs the trio thread little.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from vagonfs.remote.replies import parse_timestamp, reply_shape
 from vagonfs.remote.vagon.api import VagonApi
 
 LINKS_KEPT = 4096  # files whose link is kept
-ASKED_AT_ONCE = 32
+ASKED_AT_ONCE = 64
 
 
 # the two query parameters that say when a presigned (SigV4) link ends; a
