@@ -274,10 +274,11 @@ class Reader:
         the reader then got to the tripwire in no time, and the next window,
         asked only then, left the link idle for its round trips, once every
         window. One at a time: a reader that stops has at most that window
-        more asked for it."""
+        more asked for it. Only once a GET has shown the link slow: where the
+        CPU is the bound, asks ahead of the reader only add GETs at once."""
         state = run.cursor
         if (state is None or state.early or run.next <= run.last or run.scope.cancel_called
-                or self._connection_enough or state.next_offset <= 0
+                or not self._rates or self._connection_enough or state.next_offset <= 0
                 or self._inflight > MAX_INFLIGHT_BYTES - PART_BLOCKS * BLOCK_SIZE):
             return  # (nor for less than a GET's worth: many small GETs)
         state.early = self._read_ahead(run.entry, run.obj, state,
