@@ -9,6 +9,7 @@ import time
 import zipfile
 
 import pytest
+from support import populate
 
 
 def write_config(tmp_path, emulator):
@@ -46,9 +47,7 @@ def test_archive_of_a_folder_holds_its_files(emulator, tmp_path):
 
 def test_archive_errors_are_reported_clearly(emulator, tmp_path):
     config = write_config(tmp_path, emulator)
-    emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": 0, "count": 1, "prefix": "empty",
-        "object_type": "directory"})
+    populate(emulator, count=1, prefix="empty", object_type="directory")
     result = archive(config, "emu:shared/empty000000", str(tmp_path / "e.zip"))
     assert result.returncode == 1
     assert "Directory is empty or has no completed files" in result.stderr

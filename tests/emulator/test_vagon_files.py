@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from .helpers import MiB, sha256
+from support import populate
 
 
 def _folder(vagon, name: str, parent_id: int = 0) -> int:
@@ -20,11 +21,8 @@ def _folder(vagon, name: str, parent_id: int = 0) -> int:
 
 def test_pages_count_clamp_and_order_folders_first(vagon, emulator):
     folder = _folder(vagon, "paged")
-    emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": folder, "count": 120, "prefix": "f", "size": 3})
-    made = emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": folder, "count": 2, "prefix": "zdir",
-        "object_type": "directory"})
+    populate(emulator, parent_id=folder, count=120, prefix="f", size=3)
+    made = populate(emulator, parent_id=folder, count=2, prefix="zdir", object_type="directory")
     assert made["created"] == 2 and made["parent_id"] == folder and len(made["ids"]) == 2
     first = vagon.listing(folder)
     assert (first["count"], first["page"], first["next_page"]) == (122, 1, 2)

@@ -32,6 +32,7 @@ import pytest
 
 from vagonfs import control
 from vagonfs.mounttable import is_mounted
+from support import populate
 
 FUSE_MISSING = None
 if not os.path.exists("/dev/fuse"):
@@ -294,12 +295,9 @@ def vagon_folder(emulator, name: str, /, **files) -> int:
     """A folder ``<name>000000`` in the emulator's shared Vagon files, with
     ``files`` in it when given (populate's fields: count, prefix, size,
     folders); its id."""
-    folder = emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": 0, "count": 1, "prefix": name,
-        "object_type": "directory"})["ids"][0]
+    folder = populate(emulator, count=1, prefix=name, object_type="directory")["ids"][0]
     if files:
-        emulator.admin("POST", "/_admin/populate",
-                       json={"store": "vagon", "parent_id": folder, **files})
+        populate(emulator, parent_id=folder, **files)
     return folder
 
 

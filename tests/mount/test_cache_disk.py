@@ -14,6 +14,7 @@ from vagonfs.mounttable import is_mounted
 
 from .conftest import sh, vagonfs
 from .test_tools import sha256
+from support import populate
 
 MiB = 1024 * 1024
 
@@ -34,15 +35,10 @@ def small_tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(path)], timeout=30, check=False)
 
 
-def populate(emulator, name: str, size: int) -> None:
-    emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": 0, "count": 1, "prefix": name, "size": size})
-
-
 def test_a_full_cache_disk_still_reads_right_and_says_so_once(small_tmpfs, mount_factory,
                                                               emulator_factory):
     emulator = emulator_factory()
-    populate(emulator, "big", 100 * MiB + 12345)
+    populate(emulator, prefix="big", count=1, size=100 * MiB + 12345)
     reference = mount_factory("vagon", emulator=emulator, subpath="shared")
     expected = sha256(reference.path / "big000000")
     reference.stop()
@@ -66,7 +62,7 @@ def test_a_full_cache_disk_still_reads_right_and_says_so_once(small_tmpfs, mount
 
 def test_a_damaged_block_on_disk_is_fetched_again_not_served(mount_factory, emulator_factory):
     emulator = emulator_factory()
-    populate(emulator, "f", 5 * MiB + 777)
+    populate(emulator, prefix="f", count=1, size=5 * MiB + 777)
     mount = mount_factory("vagon", emulator=emulator, subpath="shared")
     expected = sha256(mount.path / "f000000")
     deadline = time.monotonic() + 20  # the disk writes follow the reads

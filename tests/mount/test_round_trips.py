@@ -11,6 +11,7 @@ import os
 import time
 
 from .conftest import sh, vagon_folder
+from support import populate
 
 # long enough that a request sent beside another overlaps it even on a busy
 # machine (a scheduling stall of tens of ms would make two overlapping
@@ -44,14 +45,10 @@ def folder_tree(emulator, name: str, folders: int, files: int) -> int:
     """``name000000`` in the shared files, with ``folders`` subfolders of
     ``files`` files each; its id."""
     top = vagon_folder(emulator, name)
-    made = emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": top, "count": folders, "prefix": "d",
-        "object_type": "directory"})["ids"]
+    made = populate(emulator, parent_id=top, count=folders, prefix="d", object_type="directory")["ids"]
     for folder in made:
         if files:
-            emulator.admin("POST", "/_admin/populate", json={
-                "store": "vagon", "parent_id": folder, "count": files, "prefix": "f",
-                "size": 10})
+            populate(emulator, parent_id=folder, count=files, prefix="f", size=10)
     return top
 
 

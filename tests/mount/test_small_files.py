@@ -8,6 +8,7 @@ import time
 import pytest
 
 from .conftest import sh, vagon_folder
+from support import populate
 
 FILES = 40
 SIZE = 4096
@@ -19,9 +20,7 @@ def _populate(emulator, store: str) -> str:
     if store == "vagon":
         vagon_folder(emulator, "copy", count=FILES, prefix="f", size=SIZE)
     else:
-        emulator.admin("POST", "/_admin/populate",
-                       json={"store": "tenant", "path": "copy000000", "count": FILES,
-                             "prefix": "f", "size": SIZE})
+        populate(emulator, "tenant", path="copy000000", count=FILES, prefix="f", size=SIZE)
     return "copy000000"
 
 

@@ -18,6 +18,7 @@ import pytest
 from vagonfs.mounttable import is_mounted
 
 from .conftest import sh
+from support import populate
 
 MiB = 1024 * 1024
 
@@ -280,9 +281,7 @@ def test_journal_that_cannot_be_written_fails_the_close_and_the_mount_answers(
 def test_tenant_uploads_into_a_big_folder_share_listings_and_rsync_stays_a_no_op(
         mount_factory, emulator_factory, tmp_path):
     emulator = emulator_factory()
-    emulator.admin("POST", "/_admin/populate",
-                   json={"store": "tenant", "path": "big", "count": 3000, "prefix": "old",
-                         "size": 10})
+    populate(emulator, "tenant", path="big", count=3000, prefix="old", size=10)
     src = tmp_path / "src"
     src.mkdir()
     for i in range(200):

@@ -13,13 +13,9 @@ from vagonfs.cache.blocks import BLOCK_SIZE, BlockCache
 from vagonfs.cache.reader import Reader, ReadState
 
 from .conftest import read_all, route_counts, store_of
+from support import populate
 
 MiB = 1024 * 1024
-
-
-def populate(emulator, name: str, size: int) -> None:
-    emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": 0, "count": 1, "prefix": name, "size": size})
 
 
 @asynccontextmanager
@@ -38,7 +34,7 @@ async def reading(emulator, tmp_path, name: str, *, read_first: bool = True):
 def test_sequential_reads_a_little_out_of_order_stream_in_few_gets(emulator_factory,
                                                                    tmp_path):
     emulator = emulator_factory()
-    populate(emulator, "seq", 40 * MiB + 5)
+    populate(emulator, prefix="seq", count=1, size=40 * MiB + 5)
 
     async def main():
         async with reading(emulator, tmp_path, "seq000000") as (entry, expected, reader):
@@ -63,7 +59,7 @@ def test_sequential_reads_a_little_out_of_order_stream_in_few_gets(emulator_fact
 def test_prefetch_fetches_a_file_once_and_reads_then_cost_nothing(emulator_factory,
                                                                    tmp_path):
     emulator = emulator_factory()
-    populate(emulator, "small", 3 * MiB + 100)
+    populate(emulator, prefix="small", count=1, size=3 * MiB + 100)
 
     async def main():
         async with reading(emulator, tmp_path, "small000000") as (entry, expected, reader):
@@ -83,7 +79,7 @@ def test_prefetch_fetches_a_file_once_and_reads_then_cost_nothing(emulator_facto
 
 def test_a_closed_handle_stops_its_read_ahead_and_leaves_nothing(emulator_factory, tmp_path):
     emulator = emulator_factory()
-    populate(emulator, "long", 64 * MiB)
+    populate(emulator, prefix="long", count=1, size=64 * MiB)
     emulator.set_faults({"rules": [{"route": "s3.get_object", "latency_ms": 200}]})
 
     async def main():
