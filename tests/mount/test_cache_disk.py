@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 
 import pytest
 
@@ -14,7 +13,7 @@ from vagonfs.mounttable import is_mounted
 
 from .conftest import sh, vagonfs
 from .test_tools import sha256
-from support import populate
+from support import populate, wait_until
 
 MiB = 1024 * 1024
 
@@ -65,10 +64,9 @@ def test_a_damaged_block_on_disk_is_fetched_again_not_served(mount_factory, emul
     populate(emulator, prefix="f", count=1, size=5 * MiB + 777)
     mount = mount_factory("vagon", emulator=emulator, subpath="shared")
     expected = sha256(mount.path / "f000000")
-    deadline = time.monotonic() + 20  # the disk writes follow the reads
-    while mount.status()["cache"]["used"] < 5 * MiB + 777:
-        assert time.monotonic() < deadline, mount.status()["cache"]
-        time.sleep(0.05)
+    # the disk writes follow the reads
+    wait_until(lambda: mount.status()["cache"]["used"] >= 5 * MiB + 777, 20,
+               message=lambda: str(mount.status()["cache"]))
     mount.stop()
     [damaged] = (mount.cache / "emu" / "blocks").glob("*.blocks")  # one sparse file per object
     with open(damaged, "r+b") as fh:  # block 1: one byte changed

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 
 from .conftest import sh, vagon_folder
-from support import populate
+from support import populate, wait_until
 
 # long enough that a request sent beside another overlaps it even on a busy
 # machine (a scheduling stall of tens of ms would make two overlapping
@@ -105,10 +104,8 @@ def test_a_lookup_in_a_folder_never_listed_is_one_round_trip(mount_factory, emul
 
 
 def wait_for_calls(emulator, count: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while sum(emulator.stats()["requests"].values()) < count:
-        assert time.monotonic() < deadline, f"{emulator.stats()} after {timeout} s"
-        time.sleep(0.05)
+    wait_until(lambda: sum(emulator.stats()["requests"].values()) >= count, timeout,
+               message=lambda: str(emulator.stats()))
 
 
 def test_rsync_down_of_200_small_files_fetches_them_together(mount_factory, emulator_factory,

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from .conftest import sh, vagon_folder
-from support import populate
+from support import populate, wait_until
 
 FILES = 40
 SIZE = 4096
@@ -41,10 +41,7 @@ def test_a_folder_read_in_listing_order_is_fetched_ahead_each_file_once(
 
     for name in names[:2]:  # two files in order: a copy of the folder
         assert len((path / name).read_bytes()) == SIZE
-    deadline = time.monotonic() + 20
-    while fetched() < 12 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert fetched() >= 12, "the next files were not fetched ahead"
+    wait_until(lambda: fetched() >= 12, 20, message="the next files were not fetched ahead")
 
     for name in names[2:]:
         assert len((path / name).read_bytes()) == SIZE
