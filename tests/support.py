@@ -4,8 +4,9 @@
 thread does (a daemon exits, a counter reaches a figure): it polls, and fails
 with the test's own message once ``timeout`` passed, so a missed condition is a
 failure that says what was awaited, never a hang and never a sleep that hopes.
-(Tests under ``trio.run`` wait on events; ``tests/core/conftest.py``'s
-``until`` is the same for what ends in worker threads.)
+Tests under ``trio.run`` wait on events; what ends in a worker thread (no event
+to wait on) they wait for with ``until``, bounded by the test's own
+``trio.fail_after``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+import trio
 
 T = TypeVar("T")
 
@@ -30,6 +33,13 @@ def wait_until(condition: Callable[[], T], timeout: float = 30, *,
                                  f"{why or getattr(condition, '__name__', condition)}")
         time.sleep(interval)
     return result
+
+
+async def until(condition: Callable[[], object]) -> None:
+    """``wait_until`` inside ``trio.run``: polls ``condition`` (the state of work
+    that ends in worker threads); the caller's ``trio.fail_after`` bounds it."""
+    while not condition():
+        await trio.sleep(0.005)
 
 
 def populate(emulator: Any, store: str = "vagon", **fields: Any) -> Any:

@@ -185,8 +185,14 @@ def test_status_shows_pending_uploads_and_watch_refreshes(mount_factory):
     assert "\nrequests: " in text, text  # request counts since the mount
     watch = subprocess.Popen([sys.executable, "-m", "vagonfs", "status", "--watch",
                               str(mount.path)], stdout=subprocess.PIPE, text=True)
-    time.sleep(2.5)
+    seen: list[str] = []
+
+    def reported_twice() -> bool:  # a report each second, until Ctrl-C
+        assert watch.stdout is not None  # stdout=PIPE
+        seen.append(watch.stdout.readline())
+        return "".join(seen).count("not uploaded yet: 1 file(s)") >= 2
+
+    wait_until(reported_twice, interval=0, message=lambda: "".join(seen))
     watch.send_signal(signal.SIGINT)
-    out, _ = watch.communicate(timeout=30)
-    assert out.count("not uploaded yet: 1 file(s)") >= 2  # a report each second, until Ctrl-C
+    watch.communicate(timeout=30)
     assert watch.returncode == 130

@@ -18,7 +18,7 @@ import pytest
 from vagonfs.mounttable import is_mounted
 
 from .conftest import sh
-from support import populate
+from support import populate, wait_until
 
 MiB = 1024 * 1024
 
@@ -76,7 +76,8 @@ def test_write_during_an_upload_goes_to_a_copy_and_lands_last(mount_factory, emu
     with open(path, "wb") as fh:
         fh.write(b"A" * 300_000)
     # the close queued the upload; it is slow, and the file is written again meanwhile
-    time.sleep(0.6)
+    wait_until(lambda: any(u["state"] == "uploading" for u in mount.status()["uploads"]),
+               message="the upload did not start")
     with open(path, "r+b") as fh:
         fh.seek(100_000)
         fh.write(b"B" * 1000)

@@ -13,9 +13,11 @@ from vagonfs.cache.blocks import BLOCK_SIZE, BlockCache
 from vagonfs.cache.reader import Reader, ReadState
 
 from .conftest import read_all, route_counts, store_of
-from support import populate
+from support import populate, until
 
 MiB = 1024 * 1024
+# seconds watched for a GET that must not start: no condition can say "never"
+QUIET = 0.5
 
 
 @asynccontextmanager
@@ -91,10 +93,9 @@ def test_a_closed_handle_stops_its_read_ahead_and_leaves_nothing(emulator_factor
             reader.release(state)
             # nothing is left once each cut run's worker thread is out of its socket
             with trio.fail_after(2):
-                while reader._fetches:
-                    await trio.sleep(0.01)
+                await until(lambda: not reader._fetches)
             gets = route_counts(emulator)["s3.get_object"]
-            await trio.sleep(0.5)
+            await trio.sleep(QUIET)  # what is asserted is that nothing starts meanwhile
             return gets, emulator.stats()
 
     gets, later = trio.run(main)

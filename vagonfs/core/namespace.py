@@ -142,10 +142,13 @@ class Namespace:
 
     async def entries(self, folder: Node) -> list[Entry]:
         """What ``readdir`` shows: the listing, then the files that exist
-        only here (not uploaded yet)."""
+        only here (not uploaded yet), or here in a newer version and no longer
+        on the store (deleted elsewhere: the upload recreates them), as
+        ``lookup`` finds them."""
         listing = await self.listing(folder)
         local = [Entry(child.name, False, key=None) for child in self.inodes.children(folder.ino)
-                 if child.entry is None and child.name not in listing]
+                 if (child.entry is None or child.dirty is not None)
+                 and child.name not in listing]
         return [*listing.values(), *local]
 
     async def listing(self, folder: Node) -> Mapping[str, Entry]:
