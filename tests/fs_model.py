@@ -198,29 +198,47 @@ class StoreModel:
         os.rename(self._local(name), self._local(copy))
         self._local(name).write_bytes(now[0])
 
+    def _only_here(self, name: str) -> bool:
+        """Made here and never uploaded: what the store holds under its name
+        (a colleague's), this mount never showed."""
+        return name in self.pending and self.pending[name] is None
+
+    def _shown_base(self, name: str) -> int | None:
+        """The version of what this mount shows under ``name``: a change made
+        over it is made from that."""
+        if name in self.pending:
+            return self.pending[name]
+        return self.files[name][1] if name in self.files else None
+
+    def _show_the_stores(self, name: str) -> None:
+        if name in self.files:
+            self._local(name).write_bytes(self.files[name][0])
+
     def unlinked(self, name: str) -> None:
-        """Deleted on the store at once; a file new here and never uploaded only
-        here: what a colleague saved under its name meanwhile, this mount never
-        showed, so it stays and shows now."""
-        if name in self.pending and self.pending.pop(name) is None:
-            if name in self.files:
-                self._local(name).write_bytes(self.files[name][0])
-            return
-        self.files.pop(name, None)
+        """Deleted on the store at once; a file only here, only here."""
+        if self._only_here(name):
+            del self.pending[name]
+            self._show_the_stores(name)
+        else:
+            self.pending.pop(name, None)
+            self.files.pop(name, None)
 
     def renamed(self, src: str, dst: str) -> None:
-        """A file on the store moves there; one only here moves here, and its
-        upload replaces what the store holds under ``dst`` (an editor's save)."""
+        """A file on the store moves there; one only here (or changed here and
+        deleted on the store) moves here, and its upload replaces what this
+        mount showed under ``dst`` (an editor's save)."""
         if src == dst:
             return
-        self.pending.pop(dst, None)
-        if src in self.files:
+        if src in self.files and not self._only_here(src):
+            self.pending.pop(dst, None)
             self.files[dst] = self.files.pop(src)
             if src in self.pending:
                 self.pending[dst] = self.pending.pop(src)
-        else:
-            self.pending.pop(src)
-            self.pending[dst] = self.files[dst][1] if dst in self.files else None
+            return
+        base = self._shown_base(dst)
+        if self.pending.pop(src) is None:
+            self._show_the_stores(src)
+        self.pending[dst] = base
 
     # -- a colleague, through the store ----------------------------------------
 

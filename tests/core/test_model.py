@@ -394,3 +394,48 @@ def test_a_file_changed_here_and_deleted_elsewhere_stays_listed_until_it_is_recr
            ("append", {"name": "b.txt", "payload": b"\0"}),
            ("colleague_deletes", {"name": "b.txt"}),
            ("sync", {}))
+
+
+def test_a_file_changed_here_and_deleted_elsewhere_can_still_be_renamed():
+    """Its rename went to the store, which no longer had it: ``ENOENT`` for a
+    file ``ls`` shows. It exists only here now, so it moves here (and its
+    upload makes it again under the new name). Fixed in ``Changes.rename``."""
+    replay(("append", {"name": "b.txt", "payload": b""}),
+           ("sync", {}),
+           ("create", {"name": "b.txt", "payload": b""}),
+           ("colleague_deletes", {"name": "b.txt"}),
+           ("rename", {"src": "b.txt", "dst": "a"}),
+           ("sync", {}))
+
+
+def test_a_file_made_here_moves_here_only_and_the_colleagues_stays():
+    """The model's first word on this was wrong, the filesystem's right: a
+    file made here and never uploaded moves here only, and the file a
+    colleague saved under its old name, never shown here, stays there."""
+    replay(("append", {"name": "a", "payload": b""}),
+           ("colleague_writes", {"name": "a", "data": b"theirs"}),
+           ("rename", {"src": "a", "dst": "b.txt"}),
+           ("sync", {}))
+
+
+def test_a_save_over_a_file_made_here_is_a_conflict_with_the_colleagues():
+    """A file renamed over one made here (never uploaded) is made from that
+    one, so its upload does not replace what a colleague saved under the name
+    meanwhile, never shown here: it is kept beside as a copy."""
+    replay(("append", {"name": "b.txt", "payload": b""}),
+           ("colleague_writes", {"name": "b.txt", "data": b"theirs"}),
+           ("append", {"name": "a", "payload": b""}),
+           ("rename", {"src": "a", "dst": "b.txt"}),
+           ("sync", {}))
+
+
+def test_a_folder_holding_a_change_deleted_elsewhere_is_not_empty():
+    """rmdir checked the store's listing and the files made here, not a file
+    changed here whose store copy a colleague deleted: the folder went, and
+    with it the only place that change could be uploaded to. Fixed in
+    ``Namespace.check_empty`` (``held_here``, as ``lookup`` and ``readdir``)."""
+    replay(("colleague_writes", {"name": "sub/c", "data": b""}),
+           ("write_at", {"name": "sub/c", "offset": 0, "payload": b"\0"}),
+           ("colleague_deletes", {"name": "sub/c"}),
+           ("rmdir", {"name": "sub"}),
+           ("sync", {}), kind="vagon")

@@ -13,8 +13,9 @@ import pytest
 
 from vagonfs.emulator.process import EmulatorError, EmulatorProcess
 
-from .helpers import MiB, Vagon
 from support import populate
+
+from .helpers import MiB, Vagon
 
 
 def _tenant(emulator) -> httpx.Client:

@@ -7,8 +7,9 @@ import pytest
 
 from vagonfs.emulator.process import EmulatorError
 
-from .helpers import Vagon
 from support import populate
+
+from .helpers import Vagon
 
 
 @pytest.fixture

@@ -92,7 +92,8 @@ def test_filtered_pages_walk_in_order(vagon, emulator):
 
 def test_populate_a_tree_in_one_call(vagon, emulator):
     top = _folder(vagon, "tree")
-    made = populate(emulator, parent_id=top, folders=4, count=120, prefix="f", folder_prefix="d", size=0)
+    made = populate(emulator, parent_id=top, folders=4, count=120, prefix="f",
+                    folder_prefix="d", size=0)
     assert made["created"] == 4 + 4 * 120 and len(made["ids"]) == 4
     listed = vagon.listing(top, per_page=PER_PAGE)
     assert [(f["name"], f["id"]) for f in listed["files"]] == \

@@ -9,8 +9,9 @@ import zipfile
 import httpx
 import pytest
 
-from .helpers import MiB, sha256
 from support import populate, wait_until
+
+from .helpers import MiB, sha256
 
 
 def _folder(vagon, name: str, parent_id: int = 0) -> int:

@@ -21,8 +21,9 @@ import pytest
 from vagonfs import control
 from vagonfs.mounttable import is_mounted
 
-from .conftest import vagonfs
 from support import wait_until
+
+from .conftest import vagonfs
 
 
 def environment(runtime_dir: str | None) -> dict[str, str]:

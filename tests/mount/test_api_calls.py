@@ -7,8 +7,9 @@ import math
 
 import pytest
 
-from .conftest import sh, vagon_folder
 from support import populate
+
+from .conftest import sh, vagon_folder
 
 LIST_ROUTES = ("vagon.files", "tenant.list")
 

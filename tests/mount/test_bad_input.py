@@ -23,8 +23,9 @@ import pytest
 
 from vagonfs.emulator.storage import generated
 
-from .conftest import sh
 from support import populate
+
+from .conftest import sh
 
 MiB = 1024 * 1024
 GOOD = ["good000000", "good000001", "good000002"]

@@ -11,9 +11,10 @@ import pytest
 
 from vagonfs.mounttable import is_mounted
 
+from support import populate, wait_until
+
 from .conftest import sh, vagonfs
 from .test_tools import sha256
-from support import populate, wait_until
 
 MiB = 1024 * 1024
 

@@ -13,8 +13,9 @@ import pytest
 
 from vagonfs.mounttable import is_mounted
 
-from .conftest import DaemonLog, kill_mount, sh, vagonfs
 from support import wait_until
+
+from .conftest import DaemonLog, kill_mount, sh, vagonfs
 
 DEMO_STORES = ("vagon", "tenant", "shannon")
 

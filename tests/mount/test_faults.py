@@ -19,9 +19,10 @@ import pytest
 
 from vagonfs.mounttable import is_mounted
 
+from support import wait_until
+
 from .conftest import Mount, sh, vagonfs
 from .test_tools import sha256
-from support import wait_until
 
 MiB = 1024 * 1024
 

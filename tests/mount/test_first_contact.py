@@ -27,9 +27,10 @@ from vagonfs.emulator.process import EmulatorProcess
 from vagonfs.mounttable import is_mounted
 from vagonfs.remote.replies import parse_timestamp
 
+from support import wait_until
+
 from .conftest import DaemonLog, check_daemon_logs, control_socket_listens, sh, vagonfs
 from .hanging_store import HangingStore
-from support import wait_until
 
 # the console script, as a user runs it: `python -m vagonfs` would itself be
 # shadowed by a folder named vagonfs in its current folder

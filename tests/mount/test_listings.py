@@ -15,8 +15,9 @@ import subprocess
 
 import pytest
 
-from .conftest import Mount
 from support import populate, wait_until
+
+from .conftest import Mount
 
 FILES = [f"f{i:06d}" for i in range(1000)]  # ten Vagon pages of 100
 # for a fault set up for a folder after its parent was listed: listed ahead

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 
-from .conftest import sh, vagon_folder
 from support import populate, wait_until
+
+from .conftest import sh, vagon_folder
 
 # long enough that a request sent beside another overlaps it even on a busy
 # machine (a scheduling stall of tens of ms would make two overlapping
@@ -44,7 +45,8 @@ def folder_tree(emulator, name: str, folders: int, files: int) -> int:
     """``name000000`` in the shared files, with ``folders`` subfolders of
     ``files`` files each; its id."""
     top = vagon_folder(emulator, name)
-    made = populate(emulator, parent_id=top, count=folders, prefix="d", object_type="directory")["ids"]
+    made = populate(emulator, parent_id=top, count=folders, prefix="d",
+                    object_type="directory")["ids"]
     for folder in made:
         if files:
             populate(emulator, parent_id=folder, count=files, prefix="f", size=10)

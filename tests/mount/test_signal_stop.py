@@ -27,8 +27,9 @@ import pytest
 
 from vagonfs.mounttable import is_mounted
 
-from .conftest import Mount, check_daemon_logs, vagonfs
 from support import wait_until
+
+from .conftest import Mount, check_daemon_logs, vagonfs
 
 UPLOADS_LEFT = 75  # the daemon's exit status when it leaves uploads in the journal
 HANG = 30  # seconds after which a daemon that should have exited is a failure

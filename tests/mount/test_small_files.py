@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from .conftest import sh, vagon_folder
 from support import populate, wait_until
+
+from .conftest import sh, vagon_folder
 
 FILES = 40
 SIZE = 4096

@@ -17,8 +17,9 @@ import pytest
 
 from vagonfs.mounttable import is_mounted
 
-from .conftest import sh, vagonfs
 from support import wait_until
+
+from .conftest import sh, vagonfs
 
 MiB = 1024 * 1024
 SIZE = 24 * MiB

@@ -17,8 +17,9 @@ import pytest
 
 from vagonfs.mounttable import is_mounted
 
-from .conftest import sh
 from support import populate, wait_until
+
+from .conftest import sh
 
 MiB = 1024 * 1024
 

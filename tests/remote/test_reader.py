@@ -12,8 +12,9 @@ import trio.testing
 from vagonfs.cache.blocks import BLOCK_SIZE, BlockCache
 from vagonfs.cache.reader import Reader, ReadState
 
-from .conftest import read_all, route_counts, store_of
 from support import populate, until
+
+from .conftest import read_all, route_counts, store_of
 
 MiB = 1024 * 1024
 # seconds watched for a GET that must not start: no condition can say "never"

@@ -20,8 +20,9 @@ from vagonfs.remote import buffers, vagon_links
 from vagonfs.remote.vagon import VagonKey
 from vagonfs.remote.vagon_upload import MiB
 
-from .conftest import find, listed, read_all, route_counts, store_of, walk
 from support import populate
+
+from .conftest import find, listed, read_all, route_counts, store_of, walk
 
 
 async def _upload(store, folder, name: str, data: bytes, tmp_path, progress=None):
