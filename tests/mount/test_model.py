@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import rule, run_state_machine_as_test
 
-from fs_model import Folder, MountModel, StoreModel
+from fs_model import MountModel, StoreModel
+from local_folder import Folder
 
 EXAMPLES = 3  # a smoke test: the in-process run is where the examples are
 
