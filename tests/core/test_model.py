@@ -53,7 +53,7 @@ class InProcess(MountModel):
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
-EXAMPLES = 150  # for each kind of store: both together in well under a minute
+EXAMPLES = 200  # for each kind of store: both together in about half a minute
 
 
 @pytest.mark.parametrize("kind", STORES)
