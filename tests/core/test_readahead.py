@@ -18,7 +18,9 @@ from vagonfs.cache.blocks import BlockCache
 from vagonfs.cache.reader import MAX_INFLIGHT_BYTES, Reader, ReadState
 from vagonfs.errors import RemoteIOError
 
-from .conftest import MiB, error_from, held, run, until
+from support import until
+
+from .conftest import MiB, error_from, held, run
 from .memory_store import MemoryStore
 
 
