@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from wan_link import LISTENING, LinkSettings, WanLink, running_link
+from support import wait_until
 
 RTT = 0.04
 TIMEOUT = 10  # seconds any socket of these tests waits before failing
@@ -197,10 +198,8 @@ def test_a_reset_reaches_the_other_side(echo):
         sock.sendall(b"reset")
         with pytest.raises(ConnectionResetError):
             sock.recv(1)
-        deadline = time.monotonic() + TIMEOUT
-        while link.counters.open and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert link.counters.open == 0
+        wait_until(lambda: link.counters.open == 0, TIMEOUT,
+                   message=lambda: f"{link.counters.open} connections still open")
 
 
 def test_stop_closes_every_connection_and_the_thread(echo):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 
 import pytest
+from support import populate, wait_until
 
 
 def write_config(tmp_path, emulator):
@@ -46,9 +46,7 @@ def test_archive_of_a_folder_holds_its_files(emulator, tmp_path):
 
 def test_archive_errors_are_reported_clearly(emulator, tmp_path):
     config = write_config(tmp_path, emulator)
-    emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": 0, "count": 1, "prefix": "empty",
-        "object_type": "directory"})
+    populate(emulator, count=1, prefix="empty", object_type="directory")
     result = archive(config, "emu:shared/empty000000", str(tmp_path / "e.zip"))
     assert result.returncode == 1
     assert "Directory is empty or has no completed files" in result.stderr
@@ -65,10 +63,8 @@ def test_ctrl_c_aborts_the_job_on_the_server(emulator, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "vagonfs", "archive", "--config",
                              str(config), "--poll-interval", "0.1", "emu:shared/Docs",
                              str(tmp_path / "slow.zip")], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while not emulator.stats()["requests"].get("vagon.archive_status"):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: emulator.stats()["requests"].get("vagon.archive_status"),
+               message="the archive's status was never asked")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -134,13 +134,6 @@ async def uploaded(pending: Pending) -> None:
     await pending.settled.wait()
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait for background work that ends in worker threads (block cache writes
-    hold a reader's runs) to reach ``condition``; ``run``'s guard bounds it."""
-    while not condition():
-        await trio.sleep(0.005)
-
-
 async def names(fs: Filesystem, ino: int = ROOT_INODE) -> list[str]:
     """``ls``: the names one opendir/readdir shows."""
     fh = await fs.opendir(ino)

@@ -18,7 +18,9 @@ from vagonfs.cache.blocks import BlockCache
 from vagonfs.cache.reader import MAX_INFLIGHT_BYTES, Reader, ReadState
 from vagonfs.errors import RemoteIOError
 
-from .conftest import MiB, error_from, held, run, until
+from support import until
+
+from .conftest import MiB, error_from, held, run
 from .memory_store import MemoryStore
 
 
@@ -46,15 +48,29 @@ def stored(size: int, **options) -> tuple[MemoryStore, bytes]:
     return store, data
 
 
-def blocks_asked(store: MemoryStore, key: str) -> list[tuple[int, int]]:
-    """The runs asked of ``key``, sorted: runs launched by one read start in
-    whatever order trio schedules their tasks."""
+def ranges_asked(store: MemoryStore, key: str) -> list[tuple[int, int]]:
+    """The byte ranges asked of ``key``, sorted: GETs launched by one read
+    start in whatever order trio schedules their tasks."""
     asked = []
     for k, offset, end in store.reads:
         if k == key:
             assert end is not None, "the reader asks for a range with its end"
-            asked.append((offset // MiB, (end - 1) // MiB))
+            asked.append((offset, end))
     return sorted(asked)
+
+
+def blocks_asked(store: MemoryStore, key: str) -> list[tuple[int, int]]:
+    """The runs of whole blocks asked of ``key``, sorted."""
+    size = len(store.data(key) or b"")
+    return [(offset // MiB, (end - 1) // MiB) for offset, end in ranges_asked(store, key)
+            if offset % MiB == 0 and (end % MiB == 0 or end == size)]
+
+
+def pieces_asked(store: MemoryStore, key: str) -> list[tuple[int, int]]:
+    """The byte ranges asked of ``key`` that are not runs of whole blocks."""
+    runs = {(first * MiB, last) for first, last in blocks_asked(store, key)}
+    return [(offset, end) for offset, end in ranges_asked(store, key)
+            if (offset, (end - 1) // MiB) not in runs]
 
 
 def idle(reader: Reader) -> bool:
@@ -83,14 +99,69 @@ async def read_whole(reader: Reader, store: MemoryStore) -> ReadState:
     return state
 
 
-def test_a_first_read_fetches_its_own_block_only(tmp_path):
+def test_a_first_read_fetches_its_own_bytes_only(tmp_path):
     store, data = stored(8 * MiB)
 
     async def body(reader: Reader) -> None:
         head = await reader.read(store.entry("f"), 100, 4096, ReadState())
         assert bytes(head) == data[100:4196]
         await trio.testing.wait_all_tasks_blocked()
-        assert blocks_asked(store, "f") == [(0, 0)]
+        assert ranges_asked(store, "f") == [(100, 4196)]
+
+    run_with_reader(store, tmp_path, body)
+
+
+def test_random_reads_fetch_their_bytes_and_a_reader_going_on_in_order_gets_blocks(tmp_path):
+    store, data = stored(8 * MiB)
+    entry = store.entry("f")
+
+    async def body(reader: Reader) -> None:
+        state = ReadState()
+        for at in (5 * MiB + 4096, 3 * MiB, 7 * MiB - 4096):  # each far from the one before
+            assert bytes(await reader.read(entry, at, 4096, state)) == data[at:at + 4096]
+        assert pieces_asked(store, "f") == [(3 * MiB, 3 * MiB + 4096),
+                                            (5 * MiB + 4096, 5 * MiB + 8192),
+                                            (7 * MiB - 4096, 7 * MiB)]
+        # from the last one on, in order: the next block, whole
+        for at in range(7 * MiB, 8 * MiB, KERNEL_READ):
+            assert bytes(await reader.read(entry, at, KERNEL_READ, state)) == \
+                data[at:at + KERNEL_READ]
+        await until_idle(reader)
+        assert blocks_asked(store, "f") == [(7, 7)]
+        assert len(pieces_asked(store, "f")) == 3
+
+    run_with_reader(store, tmp_path, body)
+
+
+def test_a_read_of_cached_or_coming_blocks_or_of_half_its_block_fetches_blocks(tmp_path):
+    store, data = stored(4 * MiB + 4096)
+    entry = store.entry("f")
+
+    async def body(reader: Reader) -> None:
+        assert bytes(await reader.read(entry, MiB, MiB, ReadState())) == data[MiB:2 * MiB]
+        at = MiB + 8192  # in the block the read before brought: from the cache
+        assert bytes(await reader.read(entry, at, 4096, ReadState())) == data[at:at + 4096]
+        at = 3 * MiB  # half of its block: the block, kept for the next reader
+        assert bytes(await reader.read(entry, at, MiB // 2, ReadState())) == \
+            data[at:at + MiB // 2]
+        at = 4 * MiB  # the last block, 4 KiB long: all of it
+        assert bytes(await reader.read(entry, at, 4096, ReadState())) == data[at:]
+        assert blocks_asked(store, "f") == [(1, 1), (3, 3), (4, 4)]
+        assert pieces_asked(store, "f") == []
+
+    run_with_reader(store, tmp_path, body)
+
+
+def test_a_piece_cut_mid_stream_answers_its_error_and_the_next_read_asks_again(tmp_path):
+    store, data = stored(4 * MiB, chunk_size=1024)
+    store.fail("read", RemoteIOError("connection reset"), at=2)
+    entry = store.entry("f")
+
+    async def body(reader: Reader) -> None:
+        error = await error_from(reader.read(entry, MiB, 4096, ReadState()))
+        assert "connection reset" in str(error)
+        assert bytes(await reader.read(entry, MiB, 4096, ReadState())) == data[MiB:MiB + 4096]
+        assert pieces_asked(store, "f") == [(MiB, MiB + 4096)] * 2
 
     run_with_reader(store, tmp_path, body)
 
@@ -335,3 +406,24 @@ def test_a_run_cut_before_anyone_waits_fails_quietly_and_the_reader_asks_again(t
         await read_past_the_cut(reader, store, state)
 
     run_with_reader(store, tmp_path, body)
+
+
+@pytest.mark.parametrize("seconds,runs", [
+    # over a slow link the window after the reader's last is asked as a GET
+    # ends, not when the reader reads on; one such, however long it waits
+    (1.0, [(0, 0), (1, 1), (2, 2), (3, 4), (5, 8), (9, 12), (13, 16)]),
+    (0.001, [(0, 0), (1, 1), (2, 2), (3, 4), (5, 8)]),
+])
+def test_a_window_is_asked_early_over_a_slow_link_one_at_a_time(tmp_path, seconds, runs):
+    store = SlowLink(seconds)
+    store.put("f", os.urandom(64 * MiB))
+    entry, state = store.entry("f"), ReadState()
+
+    async def body() -> None:
+        async with reader_of(store, tmp_path) as reader:
+            for index in range(4):  # then the reader stops, its handle open
+                await reader.read(entry, index * MiB, MiB, state)
+            await until_idle(reader)
+
+    run(body, clock=trio.testing.MockClock(rate=0, autojump_threshold=0.05), guard=3600)
+    assert blocks_asked(store, "f") == runs

@@ -15,7 +15,9 @@ from vagonfs.cache.blocks import Buffer
 from vagonfs.core.fs import Filesystem, FsOptions
 from vagonfs.core.inodes import ROOT_INODE
 
-from .conftest import DELAY, MiB, run, until
+from support import until
+
+from .conftest import DELAY, MiB, run
 from .memory_store import MemoryStore
 
 

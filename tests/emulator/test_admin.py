@@ -13,6 +13,8 @@ import pytest
 
 from vagonfs.emulator.process import EmulatorError, EmulatorProcess
 
+from support import populate
+
 from .helpers import MiB, Vagon
 
 
@@ -136,11 +138,9 @@ def test_admin_needs_the_key(emulator):
 
 
 def test_populate_tenant(emulator):
-    made = emulator.admin("POST", "/_admin/populate", json={
-        "store": "tenant", "path": "pop", "count": 30, "prefix": "f", "size": 4096})
+    made = populate(emulator, "tenant", path="pop", count=30, prefix="f", size=4096)
     assert made["created"] == 30
-    emulator.admin("POST", "/_admin/populate", json={
-        "store": "tenant", "path": "pop", "count": 2, "prefix": "d", "is_dir": True})
+    populate(emulator, "tenant", path="pop", count=2, prefix="d", is_dir=True)
     with _tenant(emulator) as tenant:
         files = tenant.get("/api/v1/files", params={"path": "pop"}).json()["files"]
         assert len(files) == 32 and files[0] == {"name": "d000000", "path": "pop/d000000",
@@ -151,7 +151,7 @@ def test_populate_tenant(emulator):
 
 def test_populate_refuses_a_null_count_with_400(emulator):
     with pytest.raises(EmulatorError, match="HTTP 400 .*count and size must be >= 0"):
-        emulator.admin("POST", "/_admin/populate", json={"store": "tenant", "count": None})
+        populate(emulator, "tenant", count=None)
 
 
 def test_restart_keeps_data_and_port(emulator_factory):

@@ -7,6 +7,8 @@ import pytest
 
 from vagonfs.emulator.process import EmulatorError
 
+from support import populate
+
 from .helpers import Vagon
 
 
@@ -26,8 +28,7 @@ def _folder(vagon: Vagon, name: str) -> int:
 
 def test_bad_names_go_on_the_last_page_of_the_chosen_folder(vagon, emulator, bad):
     folder = _folder(vagon, "bad-names")
-    emulator.admin("POST", "/_admin/populate", json={"store": "vagon", "parent_id": folder,
-                                                     "count": 60, "prefix": "g"})
+    populate(emulator, parent_id=folder, count=60, prefix="g")
     assert bad({"vagon": [folder]})["vagon"] == [folder]
     first = vagon.listing(folder, per_page=50)
     assert [i["name"] for i in first["files"]] == [f"g{i:06d}" for i in range(50)]
@@ -73,8 +74,7 @@ def test_declared_size_and_link_host(vagon, emulator, bad):
 def test_tenant_listing_and_refused_configs(emulator, bad):
     tenant = httpx.Client(base_url=emulator.url, timeout=30,
                           headers={"Authorization": f"Bearer {emulator.api_key}"})
-    emulator.admin("POST", "/_admin/populate", json={"store": "tenant", "path": "tb",
-                                                     "count": 2, "prefix": "t", "size": 10})
+    populate(emulator, "tenant", path="tb", count=2, prefix="t", size=10)
     bad({"tenant": ["tb"], "kinds": ["dotdot", "duplicate"], "size_delta": {"t000001": 5}})
     files = tenant.get("/api/v1/files", params={"path": "tb"}).json()["files"]
     assert [(f["name"], f["path"], f["size"]) for f in files] == [

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from vagonfs.emulator.process import EmulatorError
+from support import populate
 
 FILES, FOLDERS = 5000, 70  # page 2 starts among the folders and ends among the files
 PER_PAGE = 50  # the module emulator's cap
@@ -20,11 +21,8 @@ def _folder(vagon, name: str, parent_id: int = 0) -> int:
 
 def _big(vagon, emulator, name: str) -> int:
     folder = _folder(vagon, name)
-    emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": folder, "count": FILES, "prefix": "f"})
-    emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": folder, "count": FOLDERS, "prefix": "sub",
-        "object_type": "directory"})
+    populate(emulator, parent_id=folder, count=FILES, prefix="f")
+    populate(emulator, parent_id=folder, count=FOLDERS, prefix="sub", object_type="directory")
     return folder
 
 
@@ -94,9 +92,8 @@ def test_filtered_pages_walk_in_order(vagon, emulator):
 
 def test_populate_a_tree_in_one_call(vagon, emulator):
     top = _folder(vagon, "tree")
-    made = emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": top, "folders": 4, "count": 120, "prefix": "f",
-        "folder_prefix": "d", "size": 0})
+    made = populate(emulator, parent_id=top, folders=4, count=120, prefix="f",
+                    folder_prefix="d", size=0)
     assert made["created"] == 4 + 4 * 120 and len(made["ids"]) == 4
     listed = vagon.listing(top, per_page=PER_PAGE)
     assert [(f["name"], f["id"]) for f in listed["files"]] == \
@@ -113,16 +110,13 @@ def test_populate_a_tree_in_one_call(vagon, emulator):
     other = vagon.listing(made["ids"][0], per_page=1)["files"][0]
     assert httpx.get(vagon.ok("GET", f"/files/{other['id']}/download")["url"]).content == b""
     with pytest.raises(EmulatorError, match="409.*d000000"):  # names taken: nothing made
-        emulator.admin("POST", "/_admin/populate", json={
-            "store": "vagon", "parent_id": top, "folders": 5, "count": 1,
-            "folder_prefix": "d"})
+        populate(emulator, parent_id=top, folders=5, count=1, folder_prefix="d")
     assert vagon.listing(top)["count"] == 3
 
 
 def test_populated_files_hold_their_deterministic_bytes(vagon, emulator):
     top = _folder(vagon, "sized")
-    made = emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": top, "count": 3, "prefix": "s", "size": 1000})
+    made = populate(emulator, parent_id=top, count=3, prefix="s", size=1000)
     assert made["created"] == 3 and len(made["ids"]) == 3
     contents = [httpx.get(vagon.ok("GET", f"/files/{i}/download")["url"]).content
                 for i in made["ids"]]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import os
-import time
 import zipfile
 
 import httpx
 import pytest
+
+from support import populate, wait_until
 
 from .helpers import MiB, sha256
 
@@ -20,11 +21,8 @@ def _folder(vagon, name: str, parent_id: int = 0) -> int:
 
 def test_pages_count_clamp_and_order_folders_first(vagon, emulator):
     folder = _folder(vagon, "paged")
-    emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": folder, "count": 120, "prefix": "f", "size": 3})
-    made = emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": folder, "count": 2, "prefix": "zdir",
-        "object_type": "directory"})
+    populate(emulator, parent_id=folder, count=120, prefix="f", size=3)
+    made = populate(emulator, parent_id=folder, count=2, prefix="zdir", object_type="directory")
     assert made["created"] == 2 and made["parent_id"] == folder and len(made["ids"]) == 2
     first = vagon.listing(folder)
     assert (first["count"], first["page"], first["next_page"]) == (122, 1, 2)
@@ -221,11 +219,11 @@ def test_archive_job_builds_a_zip_with_relative_paths(vagon):
     loose = vagon.upload("loose.txt", b"L")
     job = vagon.ok("POST", "/files/download", {"file_ids": [top, loose["id"]]})
     assert job["status"] == "processing" and job["url"] is None
-    deadline = time.monotonic() + 10
-    while (status := vagon.ok("GET", f"/files/download/{job['download_id']}"))["status"] \
-            == "processing":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    def finished() -> dict:
+        status = vagon.ok("GET", f"/files/download/{job['download_id']}")
+        return {} if status["status"] == "processing" else status
+
+    status = wait_until(finished, 10, message="the archive is still processing")
     assert status["status"] == "completed" and status["name"] == "project-files.zip"
     archive = zipfile.ZipFile(io.BytesIO(httpx.get(status["url"]).content))
     assert sorted(archive.namelist()) == ["loose.txt", "zipme/a.txt", "zipme/sub/b.txt"]

@@ -23,7 +23,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import pytest
 
 from vagonfs.control import channel
 from vagonfs.control.mounttable import is_mounted
+from support import populate, wait_until
 
 FUSE_MISSING = None
 if not os.path.exists("/dev/fuse"):
@@ -168,9 +168,8 @@ def kill_mount(mountpoint: Path, sig: int = signal.SIGKILL) -> None:
     for pid in daemon_pids(mountpoint):
         os.kill(pid, sig)
     subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], capture_output=True)
-    deadline = time.monotonic() + 10
-    while daemon_pids(mountpoint) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not daemon_pids(mountpoint), 10,
+               message=f"a daemon of {mountpoint} survived SIGKILL")
 
 
 def control_socket_listens(mountpoint: Path) -> bool:
@@ -244,10 +243,8 @@ class Mount:
 
     def wait_uploaded(self, timeout: float = 60) -> None:
         """Until the store has confirmed every upload (as fsync would)."""
-        deadline = time.monotonic() + timeout
-        while self.status()["uploads"]:
-            assert time.monotonic() < deadline, f"uploads still pending: {self.status()}"
-            time.sleep(0.1)
+        wait_until(lambda: not self.status()["uploads"], timeout, interval=0.1,
+                   message=lambda: f"uploads still pending: {self.status()}")
 
     def log_text(self) -> str:
         return self.log.read_text() if self.log.exists() else "(no log)"
@@ -294,12 +291,9 @@ def vagon_folder(emulator, name: str, /, **files) -> int:
     """A folder ``<name>000000`` in the emulator's shared Vagon files, with
     ``files`` in it when given (populate's fields: count, prefix, size,
     folders); its id."""
-    folder = emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": 0, "count": 1, "prefix": name,
-        "object_type": "directory"})["ids"][0]
+    folder = populate(emulator, count=1, prefix=name, object_type="directory")["ids"][0]
     if files:
-        emulator.admin("POST", "/_admin/populate",
-                       json={"store": "vagon", "parent_id": folder, **files})
+        populate(emulator, parent_id=folder, **files)
     return folder
 
 

@@ -15,12 +15,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from vagonfs.control import channel
 from vagonfs.control.mounttable import is_mounted
+
+from support import wait_until
 
 from .conftest import vagonfs
 
@@ -49,10 +50,8 @@ def test_status_and_unmount_find_the_daemon_whatever_the_environment(
     result = vagonfs("unmount", str(mount.path), env=asking, check=False)
     assert result.returncode == 0 and "stale" not in result.stderr, result.stderr
     assert not is_mounted(mount.path)
-    deadline = time.monotonic() + 30  # the daemon exits once unmounted
-    while mount.daemon_pids():
-        assert time.monotonic() < deadline, "the daemon did not exit"
-        time.sleep(0.05)
+    # the daemon exits once unmounted
+    wait_until(lambda: not mount.daemon_pids(), message="the daemon did not exit")
 
 
 def test_the_daemon_answers_no_other_user(tenant_mount):

@@ -7,6 +7,8 @@ import math
 
 import pytest
 
+from support import populate
+
 from .conftest import sh, vagon_folder
 
 LIST_ROUTES = ("vagon.files", "tenant.list")
@@ -34,9 +36,7 @@ def test_vagon_ls_l_of_1000_entries_costs_its_list_pages_then_nothing(mount_fact
 
 def test_tenant_ls_l_costs_one_listing_then_nothing(mount_factory, emulator_factory):
     emulator = emulator_factory()
-    emulator.admin("POST", "/_admin/populate",
-                   json={"store": "tenant", "path": "big", "count": 1000, "prefix": "f",
-                         "size": 10})
+    populate(emulator, "tenant", path="big", count=1000, prefix="f", size=10)
     mount = mount_factory("tenant", emulator=emulator)
     before = mount.calls()
     sh(f"ls -l {mount.path}")  # lists big ahead; the next ls waits for that

@@ -23,6 +23,8 @@ import pytest
 
 from vagonfs.emulator.storage import generated
 
+from support import populate
+
 from .conftest import sh
 
 MiB = 1024 * 1024
@@ -35,12 +37,6 @@ SKIPPED = ["'bad/slash.txt'", "'.'", "'..'", "'nul\\x00name.txt'", "'sur\\ud800r
 
 STORES = [pytest.param("vagon", "shared", "vagon", 0, id="vagon"),
           pytest.param("tenant", "", "tenant", "", id="tenant")]
-
-
-def populate(emulator, store: str, count: int, prefix: str, size: int) -> None:
-    where = {"parent_id": 0} if store == "vagon" else {"path": ""}
-    emulator.admin("POST", "/_admin/populate", {"store": store, "count": count,
-                                                "prefix": prefix, "size": size, **where})
 
 
 def served(store: str, name: str, size: int) -> bytes:
@@ -67,7 +63,7 @@ def test_bad_names_are_skipped_once_and_never_reach_the_disk(mount_factory, emul
                                                             tmp_path, store, subpath, switch,
                                                             folder):
     emulator = emulator_factory()
-    populate(emulator, store, 3, "good", 100)
+    populate(emulator, store, count=3, prefix="good", size=100)
     emulator.admin("PUT", "/_admin/bad-input", {switch: [folder]})
     mount = mount_factory(store, emulator=emulator, subpath=subpath)
     skip = {mount.path, mount.cache, tmp_path / "emulator0"}
@@ -116,8 +112,8 @@ def test_declared_size_differs_from_bytes_served(mount_factory, emulator_factory
     """``unsized``: downloads do not state the total, so only counting tells."""
     size = 3 * MiB + 5
     emulator = emulator_factory()
-    populate(emulator, store, 1, "more", size)
-    populate(emulator, store, 1, "less", size)
+    populate(emulator, store, count=1, prefix="more", size=size)
+    populate(emulator, store, count=1, prefix="less", size=size)
     emulator.admin("PUT", "/_admin/bad-input", {"unsized": unsized, "size_delta": {
         "more000000": 100_000, "less000000": -100_000}})
     mount = mount_factory(store, emulator=emulator, subpath=subpath)
@@ -144,7 +140,7 @@ def test_declared_size_differs_from_bytes_served(mount_factory, emulator_factory
 
 def test_download_link_on_another_host_gets_no_credentials(mount_factory, emulator_factory):
     emulator = emulator_factory()
-    populate(emulator, "vagon", 1, "linked", 3 * MiB)
+    populate(emulator, "vagon", count=1, prefix="linked", size=3 * MiB)
     emulator.admin("PUT", "/_admin/bad-input", {"link_host": "localhost"})
     mount = mount_factory("vagon", emulator=emulator, subpath="shared")
     assert (mount.path / "linked000000").read_bytes() == served("vagon", "linked000000",
@@ -158,7 +154,7 @@ def test_download_link_on_another_host_gets_no_credentials(mount_factory, emulat
 
 def test_a_download_link_without_a_host_is_read_from_the_apis(mount_factory, emulator_factory):
     emulator = emulator_factory()
-    populate(emulator, "vagon", 1, "relative", 3 * MiB)
+    populate(emulator, "vagon", count=1, prefix="relative", size=3 * MiB)
     emulator.admin("PUT", "/_admin/bad-input", {"relative_links": True})
     mount = mount_factory("vagon", emulator=emulator, subpath="shared")
     assert (mount.path / "relative000000").read_bytes() == served("vagon", "relative000000",
@@ -168,7 +164,7 @@ def test_a_download_link_without_a_host_is_read_from_the_apis(mount_factory, emu
 
 def test_twenty_thousand_entries_stream_and_count_right(mount_factory, emulator_factory):
     emulator = emulator_factory()
-    populate(emulator, "vagon", 20_000, "f", 0)
+    populate(emulator, "vagon", count=20_000, prefix="f", size=0)
     mount = mount_factory("vagon", emulator=emulator, subpath="shared")
     started = time.monotonic()
     first = sh(f"ls -f {mount.path} | head -3", timeout=30)

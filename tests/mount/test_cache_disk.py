@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 
 import pytest
 
 from vagonfs.control.mounttable import is_mounted
+
+from support import populate, wait_until
 
 from .conftest import sh, vagonfs
 from .test_tools import sha256
@@ -34,15 +35,10 @@ def small_tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(path)], timeout=30, check=False)
 
 
-def populate(emulator, name: str, size: int) -> None:
-    emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": 0, "count": 1, "prefix": name, "size": size})
-
-
 def test_a_full_cache_disk_still_reads_right_and_says_so_once(small_tmpfs, mount_factory,
                                                               emulator_factory):
     emulator = emulator_factory()
-    populate(emulator, "big", 100 * MiB + 12345)
+    populate(emulator, prefix="big", count=1, size=100 * MiB + 12345)
     reference = mount_factory("vagon", emulator=emulator, subpath="shared")
     expected = sha256(reference.path / "big000000")
     reference.stop()
@@ -66,13 +62,12 @@ def test_a_full_cache_disk_still_reads_right_and_says_so_once(small_tmpfs, mount
 
 def test_a_damaged_block_on_disk_is_fetched_again_not_served(mount_factory, emulator_factory):
     emulator = emulator_factory()
-    populate(emulator, "f", 5 * MiB + 777)
+    populate(emulator, prefix="f", count=1, size=5 * MiB + 777)
     mount = mount_factory("vagon", emulator=emulator, subpath="shared")
     expected = sha256(mount.path / "f000000")
-    deadline = time.monotonic() + 20  # the disk writes follow the reads
-    while mount.status()["cache"]["used"] < 5 * MiB + 777:
-        assert time.monotonic() < deadline, mount.status()["cache"]
-        time.sleep(0.05)
+    # the disk writes follow the reads
+    wait_until(lambda: mount.status()["cache"]["used"] >= 5 * MiB + 777, 20,
+               message=lambda: str(mount.status()["cache"]))
     mount.stop()
     [damaged] = (mount.cache / "emu" / "blocks").glob("*.blocks")  # one sparse file per object
     with open(damaged, "r+b") as fh:  # block 1: one byte changed

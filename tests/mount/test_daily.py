@@ -13,6 +13,8 @@ import pytest
 
 from vagonfs.control.mounttable import is_mounted
 
+from support import wait_until
+
 from .conftest import DaemonLog, kill_mount, sh, vagonfs
 
 DEMO_STORES = ("vagon", "tenant", "shannon")
@@ -25,13 +27,15 @@ def test_demo_mounts_all_three_stores_and_ctrl_c_cleans_up(tmp_path):
     lines: list[str] = []
     try:
         assert demo.stdout is not None  # stdout=PIPE
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
+        def next_line_says_ready() -> bool:
+            assert demo.stdout is not None  # stdout=PIPE
             line = demo.stdout.readline()
             assert line, "demo exited early:\n" + "".join(lines)
             lines.append(line)
-            if "Press Ctrl-C" in line:
-                break
+            return "Press Ctrl-C" in line
+
+        wait_until(next_line_says_ready, 90, interval=0,
+                   message=lambda: "demo not ready:\n" + "".join(lines))
         mnt = tmp_path / "mnt"
         assert all(is_mounted(mnt / store) for store in DEMO_STORES)
         assert "Projects" in os.listdir(mnt / "vagon/shared")
@@ -58,11 +62,11 @@ def test_ctrl_c_while_the_demo_mounts_leaves_no_mount(tmp_path):
     demo = _start_demo(tmp_path)
     mnt = tmp_path / "mnt"
     try:
-        deadline = time.monotonic() + 90
-        while not is_mounted(mnt / "vagon") and time.monotonic() < deadline:
+        def mounted() -> bool:
             assert demo.poll() is None, "demo exited early"
-            time.sleep(0.02)
-        assert is_mounted(mnt / "vagon")
+            return is_mounted(mnt / "vagon")
+
+        wait_until(mounted, 90, message="the demo's vagon mount")
     finally:
         out = _ctrl_c(demo, tmp_path)
     left = [store for store in DEMO_STORES if is_mounted(mnt / store)]
@@ -111,9 +115,7 @@ def test_second_mount_on_the_same_mountpoint_is_refused(vagon_mount, tmp_path):
 def test_stale_mount_is_detected_and_cleaned_up(vagon_mount):
     for pid in vagon_mount.daemon_pids():
         os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while vagon_mount.daemon_pids() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not vagon_mount.daemon_pids(), 10, message="the daemon is not gone")
     status = vagonfs("status", str(vagon_mount.path), check=False)
     assert status.returncode != 0 and "stale mount" in status.stderr
     result = vagonfs("unmount", str(vagon_mount.path), check=False)
@@ -184,8 +186,14 @@ def test_status_shows_pending_uploads_and_watch_refreshes(mount_factory):
     assert "\nrequests: " in text, text  # request counts since the mount
     watch = subprocess.Popen([sys.executable, "-m", "vagonfs", "status", "--watch",
                               str(mount.path)], stdout=subprocess.PIPE, text=True)
-    time.sleep(2.5)
+    seen: list[str] = []
+
+    def reported_twice() -> bool:  # a report each second, until Ctrl-C
+        assert watch.stdout is not None  # stdout=PIPE
+        seen.append(watch.stdout.readline())
+        return "".join(seen).count("not uploaded yet: 1 file(s)") >= 2
+
+    wait_until(reported_twice, interval=0, message=lambda: "".join(seen))
     watch.send_signal(signal.SIGINT)
-    out, _ = watch.communicate(timeout=30)
-    assert out.count("not uploaded yet: 1 file(s)") >= 2  # a report each second, until Ctrl-C
+    watch.communicate(timeout=30)
     assert watch.returncode == 130

@@ -19,6 +19,8 @@ import pytest
 
 from vagonfs.control.mounttable import is_mounted
 
+from support import wait_until
+
 from .conftest import Mount, sh, vagonfs
 from .test_tools import sha256
 
@@ -126,10 +128,8 @@ def test_sigkill_during_upload_then_remount_completes_from_the_journal(mount_fac
     mount = mount_factory("vagon", emulator=emulator, subpath="shared")
     emulator.set_faults({"rules": [{"route": "s3.part_put", "latency_ms": 5000}]})
     sh(f"cp {big_file} {mount.path}/big.bin")  # close returns: data is in the journal
-    deadline = time.monotonic() + 30
-    while not any(u["state"] == "uploading" for u in mount.status()["uploads"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: any(u["state"] == "uploading" for u in mount.status()["uploads"]),
+               message="no upload started")
     mount.kill(signal.SIGKILL)
     assert emulator.stats()["requests"].get("vagon.complete", 0) == 0
     emulator.clear_faults()
@@ -149,9 +149,8 @@ def test_fusermount_u_leaves_the_journal_for_the_next_mount(mount_factory, emula
     pids = mount.daemon_pids()
     subprocess.run(["fusermount3", "-u", str(mount.path)], check=True)
     for pid in pids:  # the daemon finishes the upload it owes, then exits
-        deadline = time.monotonic() + 60
-        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 60,
+                   message=f"daemon {pid} did not exit")
     mount.options = ()
     mount.start()
     mount.wait_uploaded()
@@ -192,7 +191,9 @@ def test_deleting_a_file_open_for_reading(tenant_mount, tmp_path):
     tenant_mount.wait_uploaded()
     fd = os.open(root / "gone.bin", os.O_RDONLY)
     try:
-        assert os.pread(fd, 4096, 0) == payload[:4096]
+        # a whole block, so it is cached (a first read of 4 KiB would be a
+        # piece, kept only in the kernel's pages)
+        assert os.pread(fd, MiB, 0) == payload[:MiB]
         os.unlink(root / "gone.bin")
         assert not (root / "gone.bin").exists()
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # not from the kernel's pages

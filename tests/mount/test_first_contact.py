@@ -27,6 +27,8 @@ from vagonfs.control.mounttable import is_mounted
 from vagonfs.emulator.process import EmulatorProcess
 from vagonfs.remote.replies import parse_timestamp
 
+from support import wait_until
+
 from .conftest import DaemonLog, check_daemon_logs, control_socket_listens, sh, vagonfs
 from .hanging_store import HangingStore
 
@@ -271,10 +273,8 @@ def test_a_signalled_daemon_unmounts_and_stops_listening(tenant_mount, sig):
     assert control_socket_listens(tenant_mount.path)
     (pid,) = tenant_mount.daemon_pids()
     os.kill(pid, sig)
-    deadline = time.monotonic() + 30
-    while (tenant_mount.daemon_pids() or is_mounted(tenant_mount.path)) \
-            and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not (tenant_mount.daemon_pids() or is_mounted(tenant_mount.path)),
+               message="the daemon did not exit and unmount")
     assert not is_mounted(tenant_mount.path)
     assert not control_socket_listens(tenant_mount.path)
 
@@ -282,9 +282,7 @@ def test_a_signalled_daemon_unmounts_and_stops_listening(tenant_mount, sig):
 def test_unmount_of_a_killed_daemon_cleans_up_the_stale_mount(tenant_mount):
     for pid in tenant_mount.daemon_pids():
         os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while tenant_mount.daemon_pids() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not tenant_mount.daemon_pids(), 10, message="the daemon is not gone")
     # its control socket went with it (an abstract socket is no file)
     assert not control_socket_listens(tenant_mount.path)
     result = vagonfs("unmount", str(tenant_mount.path), check=False)

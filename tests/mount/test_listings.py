@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
 import pytest
+
+from support import populate, wait_until
 
 from .conftest import Mount
 
@@ -43,8 +44,7 @@ def assert_listing_failed(mount: Mount, path, route: str, before: int) -> None:
 def test_vagon_listing_failing_on_any_page_is_an_error(mount_factory, emulator_factory,
                                                        page, after):
     emulator = emulator_factory()
-    emulator.admin("POST", "/_admin/populate",
-                   json={"store": "vagon", "parent_id": 0, "count": len(FILES), "prefix": "f"})
+    populate(emulator, count=len(FILES), prefix="f")
     mount = mount_factory("vagon", emulator=emulator, subpath="shared")
     # a 400 is not retried: the page fails for good, after `after` pages went well
     emulator.set_faults({"rules": [{"route": "vagon.files", "status": 400, "after": after,
@@ -57,8 +57,7 @@ def test_vagon_listing_failing_on_any_page_is_an_error(mount_factory, emulator_f
 
 def test_tenant_listing_failing_is_an_error(mount_factory, emulator_factory):
     emulator = emulator_factory()
-    emulator.admin("POST", "/_admin/populate",
-                   json={"store": "tenant", "path": "dir", "count": 300, "prefix": "f"})
+    populate(emulator, "tenant", path="dir", count=300, prefix="f")
     # no listing ahead: dir must not be listed before the fault
     mount = mount_factory("tenant", emulator=emulator, options=NOT_AHEAD)
     assert os.listdir(mount.path) == ["dir"]  # the root is listed (and kept) before the fault
@@ -84,8 +83,7 @@ def test_shannon_listing_failing_is_an_error(mount_factory, emulator_factory, ro
 def test_vagon_listing_that_changes_between_pages_is_read_again(mount_factory,
                                                                 emulator_factory):
     emulator = emulator_factory()
-    emulator.admin("POST", "/_admin/populate",
-                   json={"store": "vagon", "parent_id": 0, "count": len(FILES), "prefix": "f"})
+    populate(emulator, count=len(FILES), prefix="f")
     mount = mount_factory("vagon", emulator=emulator, subpath="shared")
     # slow pages, so a file can be added after page 1 was answered and before
     # the pages after it are: their `count` then differs from page 1's
@@ -94,12 +92,9 @@ def test_vagon_listing_that_changes_between_pages_is_read_again(mount_factory,
     listing = subprocess.Popen(["ls", "-1", str(mount.path)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while mount.calls().get("vagon.files", 0) < before + 2:
-            assert time.monotonic() < deadline, "the listing never asked for page 2"
-            time.sleep(0.02)
-        emulator.admin("POST", "/_admin/populate",
-                       json={"store": "vagon", "parent_id": 0, "count": 1, "prefix": "g"})
+        wait_until(lambda: mount.calls().get("vagon.files", 0) >= before + 2,
+                   message="the listing never asked for page 2")
+        populate(emulator, count=1, prefix="g")
         out, err = listing.communicate(timeout=60)
     finally:
         listing.kill()

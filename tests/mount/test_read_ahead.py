@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
+from support import wait_until
 
 
 def read_ahead_kb(path) -> int:
@@ -16,10 +16,9 @@ def read_ahead_kb(path) -> int:
 
 def settled(path, want: int) -> int:
     """The mount's read-ahead once the daemon has set it (just after FUSE's INIT)."""
-    deadline = time.monotonic() + 10
-    while (got := read_ahead_kb(path)) != want and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return got
+    wait_until(lambda: read_ahead_kb(path) == want, 10,
+               message=lambda: f"read_ahead_kb is {read_ahead_kb(path)}, not {want}")
+    return want
 
 
 @pytest.mark.parametrize("option,want", [((), 1024), (("--read-ahead", "4M"), 4096),
@@ -34,7 +33,4 @@ def test_a_root_mount_sets_its_read_ahead(mount_factory, option, want):
     else:
         assert settled(mount.path, want) == want
         said = f"FUSE reads of up to {min(want, 1024)} KiB"
-        deadline = time.monotonic() + 10
-        while said not in mount.log_text():
-            assert time.monotonic() < deadline, mount.log_text()
-            time.sleep(0.05)
+        wait_until(lambda: said in mount.log_text(), 10, message=mount.log_text)

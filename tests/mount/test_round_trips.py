@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
+
+from support import populate, wait_until
 
 from .conftest import sh, vagon_folder
 
@@ -44,14 +45,11 @@ def folder_tree(emulator, name: str, folders: int, files: int) -> int:
     """``name000000`` in the shared files, with ``folders`` subfolders of
     ``files`` files each; its id."""
     top = vagon_folder(emulator, name)
-    made = emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": top, "count": folders, "prefix": "d",
-        "object_type": "directory"})["ids"]
+    made = populate(emulator, parent_id=top, count=folders, prefix="d",
+                    object_type="directory")["ids"]
     for folder in made:
         if files:
-            emulator.admin("POST", "/_admin/populate", json={
-                "store": "vagon", "parent_id": folder, "count": files, "prefix": "f",
-                "size": 10})
+            populate(emulator, parent_id=folder, count=files, prefix="f", size=10)
     return top
 
 
@@ -108,10 +106,8 @@ def test_a_lookup_in_a_folder_never_listed_is_one_round_trip(mount_factory, emul
 
 
 def wait_for_calls(emulator, count: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while sum(emulator.stats()["requests"].values()) < count:
-        assert time.monotonic() < deadline, f"{emulator.stats()} after {timeout} s"
-        time.sleep(0.05)
+    wait_until(lambda: sum(emulator.stats()["requests"].values()) >= count, timeout,
+               message=lambda: str(emulator.stats()))
 
 
 def test_rsync_down_of_200_small_files_fetches_them_together(mount_factory, emulator_factory,

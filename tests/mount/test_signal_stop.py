@@ -21,12 +21,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import httpx
 import pytest
 
 from vagonfs.control.mounttable import is_mounted
+
+from support import wait_until
 
 from .conftest import Mount, check_daemon_logs, vagonfs
 
@@ -50,11 +51,11 @@ def foreground(emulator_factory, tmp_path, request):
                 [sys.executable, "-m", "vagonfs", "mount", *mount.args(), "--foreground"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         started.append((mount, proc))
-        deadline = time.monotonic() + HANG
-        while not is_mounted(mount.path):
+        def mounted() -> bool:
             assert proc.poll() is None, f"the mount exited: {mount.log_text()}"
-            assert time.monotonic() < deadline, f"not mounted: {mount.log_text()}"
-            time.sleep(0.05)
+            return is_mounted(mount.path)
+
+        wait_until(mounted, HANG, message=lambda: f"not mounted: {mount.log_text()}")
         return mount, proc
 
     yield start
@@ -107,12 +108,9 @@ def remount_uploads(mount: Mount, emulator, payload: bytes) -> None:
         in mount.log_text()
 
 
-def wait_until(done, mount: Mount) -> None:
+def wait_for(done, mount: Mount) -> None:
     """Until ``done()``; past ``HANG`` s, a failure showing the daemon's log."""
-    deadline = time.monotonic() + HANG
-    while not done():
-        assert time.monotonic() < deadline, mount.log_text()
-        time.sleep(0.05)
+    wait_until(done, HANG, message=mount.log_text)
 
 
 @pytest.mark.parametrize("how", ["refused", "unreachable"])
@@ -146,7 +144,7 @@ def test_a_second_signal_stops_at_once(foreground, emulator_factory):
     block_uploads(emulator, "refused")
 
     daemon.send_signal(signal.SIGTERM)
-    wait_until(lambda: emulator.stats()["errors"].get("tenant.upload"), mount)  # draining
+    wait_for(lambda: emulator.stats()["errors"].get("tenant.upload"), mount)  # draining
     daemon.send_signal(signal.SIGINT)
     assert daemon.wait(timeout=HANG) == UPLOADS_LEFT  # not the ten minutes
     assert not is_mounted(mount.path)
@@ -225,7 +223,7 @@ def test_a_request_waiting_on_the_store_does_not_hold_the_stop(foreground, emula
 
     writer = threading.Thread(target=write_and_fsync)
     writer.start()
-    wait_until(lambda: any(u["state"] == "uploading" for u in mount.status()["uploads"]),
+    wait_for(lambda: any(u["state"] == "uploading" for u in mount.status()["uploads"]),
                mount)
 
     daemon.send_signal(signal.SIGTERM)

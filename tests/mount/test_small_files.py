@@ -7,11 +7,15 @@ import time
 
 import pytest
 
+from support import populate, wait_until
+
 from .conftest import sh, vagon_folder
 
 FILES = 40
 SIZE = 4096
 GETS = {"vagon": "s3.get_object", "tenant": "tenant.download"}
+# seconds watched for a fetch that must not happen: no condition can say "never"
+QUIET = 1.0
 
 
 def _populate(emulator, store: str) -> str:
@@ -19,9 +23,7 @@ def _populate(emulator, store: str) -> str:
     if store == "vagon":
         vagon_folder(emulator, "copy", count=FILES, prefix="f", size=SIZE)
     else:
-        emulator.admin("POST", "/_admin/populate",
-                       json={"store": "tenant", "path": "copy000000", "count": FILES,
-                             "prefix": "f", "size": SIZE})
+        populate(emulator, "tenant", path="copy000000", count=FILES, prefix="f", size=SIZE)
     return "copy000000"
 
 
@@ -42,10 +44,7 @@ def test_a_folder_read_in_listing_order_is_fetched_ahead_each_file_once(
 
     for name in names[:2]:  # two files in order: a copy of the folder
         assert len((path / name).read_bytes()) == SIZE
-    deadline = time.monotonic() + 20
-    while fetched() < 12 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert fetched() >= 12, "the next files were not fetched ahead"
+    wait_until(lambda: fetched() >= 12, 20, message="the next files were not fetched ahead")
 
     for name in names[2:]:
         assert len((path / name).read_bytes()) == SIZE
@@ -61,7 +60,7 @@ def test_files_opened_out_of_order_fetch_nothing_ahead(mount_factory, emulator_f
     before = mount.calls().get("tenant.download", 0)
     for name in (names[30], names[3], names[17]):
         assert len((path / name).read_bytes()) == SIZE
-    time.sleep(1)
+    time.sleep(QUIET)  # what is asserted is that nothing is fetched ahead meanwhile
     assert mount.calls().get("tenant.download", 0) - before == 3
 
 
@@ -72,7 +71,7 @@ def test_uploads_wait_while_a_copy_keeps_closing_files(mount_factory):
     before = mount.calls().get("vagon.complete", 0)
     for i in range(20):
         (mount.path / f"copied{i:02d}.txt").write_text(f"file {i}\n")
-        time.sleep(0.15)  # ten times within one delay: the copy is still going
+        time.sleep(0.15)  # the subject: ten closes within one delay, a copy still going
     assert mount.calls().get("vagon.complete", 0) == before  # nothing uploaded during it
     mount.wait_uploaded()
     assert mount.calls().get("vagon.complete", 0) - before == 20

@@ -17,6 +17,8 @@ import pytest
 
 from vagonfs.control.mounttable import is_mounted
 
+from support import wait_until
+
 from .conftest import sh, vagonfs
 
 MiB = 1024 * 1024
@@ -75,9 +77,8 @@ def read_waiting_for_stores(mount, path) -> bytes:
     with open(path, "rb", buffering=0) as fh:
         while chunk := fh.read(MiB):
             data += chunk
-            deadline = time.monotonic() + 30
-            while kernel(mount).get("page_cache_pending_bytes"):
-                assert time.monotonic() < deadline, kernel(mount)
+            wait_until(lambda: not kernel(mount).get("page_cache_pending_bytes"),
+                       message=lambda: str(kernel(mount)))
     return data
 
 

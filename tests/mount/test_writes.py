@@ -17,6 +17,8 @@ import pytest
 
 from vagonfs.control.mounttable import is_mounted
 
+from support import populate, wait_until
+
 from .conftest import sh
 
 MiB = 1024 * 1024
@@ -75,7 +77,8 @@ def test_write_during_an_upload_goes_to_a_copy_and_lands_last(mount_factory, emu
     with open(path, "wb") as fh:
         fh.write(b"A" * 300_000)
     # the close queued the upload; it is slow, and the file is written again meanwhile
-    time.sleep(0.6)
+    wait_until(lambda: any(u["state"] == "uploading" for u in mount.status()["uploads"]),
+               message="the upload did not start")
     with open(path, "r+b") as fh:
         fh.seek(100_000)
         fh.write(b"B" * 1000)
@@ -280,9 +283,7 @@ def test_journal_that_cannot_be_written_fails_the_close_and_the_mount_answers(
 def test_tenant_uploads_into_a_big_folder_share_listings_and_rsync_stays_a_no_op(
         mount_factory, emulator_factory, tmp_path):
     emulator = emulator_factory()
-    emulator.admin("POST", "/_admin/populate",
-                   json={"store": "tenant", "path": "big", "count": 3000, "prefix": "old",
-                         "size": 10})
+    populate(emulator, "tenant", path="big", count=3000, prefix="old", size=10)
     src = tmp_path / "src"
     src.mkdir()
     for i in range(200):

@@ -8,16 +8,18 @@ from __future__ import annotations
 import http.client
 import socket
 import threading
-import time
 
 from vagonfs.remote import connections
 from vagonfs.remote.http import TIMEOUT
+from support import wait_until
 
 REPLY = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
 
 
-def _serve(listener: socket.socket, close_now: threading.Event) -> None:
-    """Answers one request on each of two connections; closes the first when told."""
+def _serve(listener: socket.socket, close_now: threading.Event,
+           finished: threading.Event) -> None:
+    """Answers one request on each of two connections; closes the first when
+    told, the second once the test is finished with it."""
     kept = []
     for _ in range(2):
         conn, _ = listener.accept()
@@ -27,7 +29,7 @@ def _serve(listener: socket.socket, close_now: threading.Event) -> None:
         if len(kept) == 1:
             close_now.wait(10)
             conn.close()
-    time.sleep(1)
+    finished.wait(10)
     kept[1].close()
 
 
@@ -43,17 +45,14 @@ def _answered(pool: connections.Connections, origin: tuple) -> http.client.HTTPC
 def test_an_idle_connection_the_server_closed_is_dropped_and_an_open_one_reused():
     listener = socket.create_server(("127.0.0.1", 0))
     origin = ("http", "127.0.0.1", listener.getsockname()[1])
-    close_now = threading.Event()
-    server = threading.Thread(target=_serve, args=(listener, close_now), daemon=True)
+    close_now, finished = threading.Event(), threading.Event()
+    server = threading.Thread(target=_serve, args=(listener, close_now, finished), daemon=True)
     server.start()
     pool = connections.Connections(TIMEOUT)
     try:
         closed = _answered(pool, origin)
         close_now.set()
-        for _ in range(100):  # until the server's FIN has arrived
-            if connections._readable(closed):
-                break
-            time.sleep(0.02)
+        wait_until(lambda: connections._readable(closed), 2, message="the server's FIN never arrived")
         assert pool.take(origin) is None
         assert closed.sock is None  # closed here too, not left open
 
@@ -62,5 +61,6 @@ def test_an_idle_connection_the_server_closed_is_dropped_and_an_open_one_reused(
         still_open.close()
     finally:
         close_now.set()
+        finished.set()
         server.join(5)
         listener.close()

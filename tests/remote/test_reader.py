@@ -12,14 +12,13 @@ import trio.testing
 from vagonfs.cache.blocks import BLOCK_SIZE, BlockCache
 from vagonfs.cache.reader import Reader, ReadState
 
+from support import populate, until
+
 from .conftest import read_all, route_counts, store_of
 
 MiB = 1024 * 1024
-
-
-def populate(emulator, name: str, size: int) -> None:
-    emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": 0, "count": 1, "prefix": name, "size": size})
+# seconds watched for a GET that must not start: no condition can say "never"
+QUIET = 0.5
 
 
 @asynccontextmanager
@@ -38,7 +37,7 @@ async def reading(emulator, tmp_path, name: str, *, read_first: bool = True):
 def test_sequential_reads_a_little_out_of_order_stream_in_few_gets(emulator_factory,
                                                                    tmp_path):
     emulator = emulator_factory()
-    populate(emulator, "seq", 40 * MiB + 5)
+    populate(emulator, prefix="seq", count=1, size=40 * MiB + 5)
 
     async def main():
         async with reading(emulator, tmp_path, "seq000000") as (entry, expected, reader):
@@ -63,7 +62,7 @@ def test_sequential_reads_a_little_out_of_order_stream_in_few_gets(emulator_fact
 def test_prefetch_fetches_a_file_once_and_reads_then_cost_nothing(emulator_factory,
                                                                    tmp_path):
     emulator = emulator_factory()
-    populate(emulator, "small", 3 * MiB + 100)
+    populate(emulator, prefix="small", count=1, size=3 * MiB + 100)
 
     async def main():
         async with reading(emulator, tmp_path, "small000000") as (entry, expected, reader):
@@ -83,7 +82,7 @@ def test_prefetch_fetches_a_file_once_and_reads_then_cost_nothing(emulator_facto
 
 def test_a_closed_handle_stops_its_read_ahead_and_leaves_nothing(emulator_factory, tmp_path):
     emulator = emulator_factory()
-    populate(emulator, "long", 64 * MiB)
+    populate(emulator, prefix="long", count=1, size=64 * MiB)
     emulator.set_faults({"rules": [{"route": "s3.get_object", "latency_ms": 200}]})
 
     async def main():
@@ -95,10 +94,9 @@ def test_a_closed_handle_stops_its_read_ahead_and_leaves_nothing(emulator_factor
             reader.release(state)
             # nothing is left once each cut run's worker thread is out of its socket
             with trio.fail_after(2):
-                while reader._fetches:
-                    await trio.sleep(0.01)
+                await until(lambda: not reader._fetches)
             gets = route_counts(emulator)["s3.get_object"]
-            await trio.sleep(0.5)
+            await trio.sleep(QUIET)  # what is asserted is that nothing starts meanwhile
             return gets, emulator.stats()
 
     gets, later = trio.run(main)

@@ -21,12 +21,9 @@ from vagonfs.remote.vagon.store import VagonKey
 from vagonfs.remote.vagon.upload import MiB
 from vagonfs.runtime import buffers
 
+from support import populate
+
 from .conftest import find, listed, read_all, route_counts, store_of, walk
-
-
-def _populate(emulator, count: int, **extra) -> dict:
-    return emulator.admin("POST", "/_admin/populate", json={
-        "store": "vagon", "parent_id": 0, "count": count, "prefix": "f", "size": 10, **extra})
 
 
 async def _upload(store, folder, name: str, data: bytes, tmp_path, progress=None):
@@ -51,7 +48,7 @@ async def _upload_elsewhere(emulator, name: str, data: bytes, tmp_path):
                                             ("flat", "40", [40] * 6 + [10])])
 def test_listing_pages_in_order_with_one_request_per_page(emulator_factory, form, cap, pages):
     emulator = emulator_factory("--vagon-items", form, "--per-page-cap", cap)
-    _populate(emulator, 250)
+    populate(emulator, count=250, prefix="f", size=10)
     emulator.reset_stats()
 
     async def main():
@@ -71,7 +68,7 @@ def test_listing_pages_in_order_with_one_request_per_page(emulator_factory, form
 def test_listing_costs_one_request_per_page_at_the_edges(emulator_factory, count):
     emulator = emulator_factory("--per-page-cap", "100")
     if count:
-        _populate(emulator, count)
+        populate(emulator, count=count, prefix="f", size=10)
     emulator.reset_stats()
 
     async def main():
@@ -84,7 +81,8 @@ def test_listing_costs_one_request_per_page_at_the_edges(emulator_factory, count
 
 def test_lookup_finds_the_exact_name_with_one_request(emulator_factory):
     emulator = emulator_factory()
-    _populate(emulator, 30)  # f000000 ... f000029: "f000001" is a substring of none other
+    # f000000 ... f000029: "f000001" is a substring of none other
+    populate(emulator, count=30, prefix="f", size=10)
     emulator.reset_stats()
 
     async def main():

@@ -20,6 +20,7 @@ from vagonfs.cache import spool as spool_module
 from vagonfs.cache.spool import Spool, SpoolFiles
 from vagonfs.errors import LocalDiskError
 from vagonfs.runtime import buffers
+from support import until
 
 MiB = 1024 * 1024
 
@@ -137,8 +138,7 @@ def test_new_spools_are_files_made_ahead_and_small_ones_come_back_empty(tmp_path
         async with trio.open_nursery() as nursery:
             nursery.start_soon(files.keep_stocked)
             with trio.fail_after(10):  # made, and handed back by the worker thread
-                while len(files._ready) < spool_module.STOCK:
-                    await trio.sleep(0.01)
+                await until(lambda: len(files._ready) >= spool_module.STOCK)
             made = {inode(p) for p in tmp_path.iterdir()}
             spool = files.new()
             assert inode(spool.path) in made  # no file was made for it
@@ -151,8 +151,7 @@ def test_new_spools_are_files_made_ahead_and_small_ones_come_back_empty(tmp_path
             assert kept in {inode(s.path) for s in again}  # the same file, emptied
             assert all(s.size == 0 and s.path.stat().st_size == 0 for s in again)
             with trio.fail_after(10):  # below half: the stock is made up again
-                while len(os.listdir(tmp_path)) < spool_module.STOCK + len(again):
-                    await trio.sleep(0.01)
+                await until(lambda: len(os.listdir(tmp_path)) >= spool_module.STOCK + len(again))
             nursery.cancel_scope.cancel()
 
     trio.run(main)

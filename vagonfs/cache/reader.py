@@ -27,6 +27,25 @@ yet received, counted in bytes so that a small file fetched ahead costs its
 size, not a block. A store that cannot serve ranges (``ranged_reads`` false)
 gets one run for the whole file.
 
+A read out of order (a handle's first, or a seek), of less than half the
+blocks it falls in, of which one is neither cached nor on its way, is a
+*piece*: one GET of just its bytes, answered when they are in, kept nowhere
+here. Why: over a link its reader waits a round trip either way, and a whole
+block more for the block (the first bytes of a file, a database's random
+pages); the kernel already sizes such a read (its read-ahead grows a first
+read and leaves a random one alone), so nothing is added around it; and
+bytes of a block kept partly would need a second kind of block in memory,
+on disk and in the index, for reads the page cache already keeps. A reader
+that goes on in order gets whole blocks, as before, so a sequential read
+costs a piece more than it did. Random reads of one spot, once the page
+cache has let it go, fetch it again (docs/SEMANTICS.md).
+
+Over a link where one connection is slow, a window's GETs side by side end
+about together, once the reader has got through the first of them: the next
+window is asked as a GET ends (``_keep_link_busy``), one at a time between
+the reader's own asks, instead of only at the reader's tripwire, where the
+link had sat idle for round trips once every window.
+
 Blocks read ahead also go to the kernel's page cache for the handle's file
 (store-ahead, ``cache/store_ahead.py``) while the handle's FUSE reads are
 small, but for each window's middle block
@@ -46,8 +65,8 @@ a file stays here once its runs are over: a cursor lives in its handle, and
 from __future__ import annotations
 
 import collections
-import collections
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -68,7 +87,8 @@ PART_BLOCKS = 4  # a GET's most while one connection is slow
 ONE_CONNECTION_ENOUGH = 128e6  # bytes a second (a gigabit) one GET brought: no need to split
 RATES_KEPT = 32  # GETs whose rate is remembered
 MAX_INFLIGHT_BYTES = 48 * BLOCK_SIZE  # below the hot set: read-ahead is still in memory when read
-# a first read, or a file manager sniffing a file's head, fetches only its own block
+# reading in order this far starts read-ahead: a file manager sniffing a
+# file's head fetches its own bytes, then at most the block they are in
 IN_ORDER_AFTER = BLOCK_SIZE // 2
 REORDER_BYTES = BLOCK_SIZE  # how far behind the cursor a read may end and still be in order
 
@@ -81,6 +101,7 @@ class ReadState:
     in_order_from: int = 0  # where the current in-order stretch began
     ahead_to: int = 0  # the first block the cursor's read-ahead has not asked for
     window: int = 1  # blocks in its next read-ahead GET
+    early: bool = False  # a window was asked as a GET ended, since the reader asked one
     runs: set[trio.CancelScope] = field(default_factory=set)
     tripwires: set[int] = field(default_factory=set)  # blocks kept out of the page cache
     largest_read: int = 0  # bytes of the handle's largest FUSE read: store_ahead.gains
@@ -146,9 +167,13 @@ class Reader:
         obj = object_id(self._store.cache_key(entry.key), entry.version)
         first, last = offset // BLOCK_SIZE, (end - 1) // BLOCK_SIZE
         state.largest_read = max(state.largest_read, size)
+        in_order = self._follow(state, offset, end)
+        if not in_order and self._piece_serves(entry, obj, offset, end):
+            return await self._read_piece(entry, obj, offset, end)
         self._start_missing(entry, obj, first, last)
-        if self._follow(state, offset, end) and self._store.ranged_reads:
-            self._read_ahead(entry, obj, state, last)
+        if (in_order and state.next_offset - state.in_order_from >= IN_ORDER_AFTER
+                and self._store.ranged_reads and self._read_ahead(entry, obj, state, last)):
+            state.early = False  # the reader keeps up: one may be asked early again
         blocks = [(obj, index) for index in range(first, last + 1)]
         self._awaited.update(blocks)
         try:
@@ -192,7 +217,7 @@ class Reader:
     # -- the cursor ----------------------------------------------------------------
 
     def _follow(self, state: ReadState, offset: int, end: int) -> bool:
-        """Move the cursor; True when the handle reads in order (read ahead)."""
+        """Move the cursor; True when the read follows the one before (in order)."""
         # the kernel answers its own reads out of order: a read counts as in
         # order when it ends within REORDER_BYTES of where reading has got to
         # (two swapped 1 MiB reads: the earlier one ends where the later began)
@@ -205,17 +230,19 @@ class Reader:
         else:
             self._cancel(state)
             state.in_order_from, state.next_offset = offset, end
-            state.ahead_to, state.window = 0, 1
-        return near and state.next_offset - state.in_order_from >= IN_ORDER_AFTER
+            state.ahead_to, state.window, state.early = 0, 1, False
+        return near
 
-    def _read_ahead(self, entry: Entry, obj: str, state: ReadState, last: int) -> None:
-        """Ask for the cursor's next window once the reader is half-way into
-        what is already asked for ahead of it."""
+    def _read_ahead(self, entry: Entry, obj: str, state: ReadState, last: int,
+                    lead: float = 0.5) -> bool:
+        """Ask for the cursor's next window once what is already asked for
+        ahead of the reader (at block ``last``) is under ``lead`` windows:
+        half of one as the reader reads. True when it was asked."""
         start = max(state.ahead_to, last + 1)
         count = min(state.window, -(-entry.size // BLOCK_SIZE) - start,
                     (MAX_INFLIGHT_BYTES - self._inflight) // BLOCK_SIZE)
-        if count <= 0 or 2 * (start - last - 1) >= state.window:
-            return
+        if count <= 0 or start - last - 1 >= lead * state.window:
+            return False
         self._start_missing(entry, obj, start, start + count - 1, counted=True, cursor=state)
         cached = [((obj, index), _length(entry, index)) for index in range(start, start + count)
                   if self._cache.on_disk_only((obj, index))]
@@ -229,6 +256,7 @@ class Reader:
                 self._offer(state, obj, index, data)
         state.ahead_to = start + count
         state.window = min(2 * state.window, MAX_WINDOW_BLOCKS)
+        return True
 
     def _offer(self, state: ReadState | None, obj: str, index: int, data: Buffer) -> None:
         """Store-ahead, but for the window's middle block: a read the kernel
@@ -241,10 +269,61 @@ class Reader:
             if ino is not None:
                 self.store_ahead.offer(obj, ino, index, data)
 
+    def _keep_link_busy(self, run: _Run) -> None:
+        """One of a cursor's GETs ended: over a link where one connection is
+        slow, ask for the next window now, one at a time between the
+        reader's own asks. Why: a window's GETs side by side share the link,
+        so they all end about when its reader is through the first of them;
+        the reader then got to the tripwire in no time, and the next window,
+        asked only then, left the link idle for its round trips, once every
+        window. One at a time: a reader that stops has at most that window
+        more asked for it. Only once a GET has shown the link slow: where the
+        CPU is the bound, asks ahead of the reader only add GETs at once."""
+        state = run.cursor
+        if (state is None or state.early or run.next <= run.last or run.scope.cancel_called
+                or not self._rates or self._connection_enough or state.next_offset <= 0
+                or self._inflight > MAX_INFLIGHT_BYTES - PART_BLOCKS * BLOCK_SIZE):
+            return  # (nor for less than a GET's worth: many small GETs)
+        state.early = self._read_ahead(run.entry, run.obj, state,
+                                       (state.next_offset - 1) // BLOCK_SIZE, lead=math.inf)
+
     def _cancel(self, state: ReadState) -> None:
         for scope in state.runs:
             scope.cancel()
         state.runs.clear()
+
+    # -- pieces ----------------------------------------------------------------------
+
+    def _piece_serves(self, entry: Entry, obj: str, offset: int, end: int) -> bool:
+        """Whether a read out of order is fetched as its own bytes: it asks
+        for less than half of the blocks it falls in, and one of those is
+        neither cached nor on its way."""
+        if not self._store.ranged_reads:
+            return False
+        first, last = offset // BLOCK_SIZE, (end - 1) // BLOCK_SIZE
+        blocks = min(entry.size, (last + 1) * BLOCK_SIZE) - first * BLOCK_SIZE
+        if 2 * (end - offset) >= blocks:
+            return False
+        fetches = self._fetches.get(obj)
+        return any(not self._cache.has((obj, index))
+                   and not (fetches and index in fetches.waiting)
+                   for index in range(first, last + 1))
+
+    async def _read_piece(self, entry: Entry, obj: str, offset: int,
+                          end: int) -> bytes | memoryview:
+        """One GET of just the bytes asked, for this read alone."""
+        parts: list[Buffer] = []
+        try:
+            async with self._store.read(entry, offset, end) as chunks:
+                async for chunk in chunks:
+                    parts.append(chunk)
+            received = sum(len(part) for part in parts)
+            if received != end - offset:
+                raise RemoteIOError(f"{entry.name}: the store sent {received} bytes of "
+                                    f"{offset}-{end} where it declared {entry.size}")
+        except Exception as exc:  # noqa: BLE001 - the read answers its error
+            raise self._failure(entry, obj, exc, waited=True) from exc
+        return memoryview(parts[0]) if len(parts) == 1 else b"".join(parts)
 
     # -- blocks ----------------------------------------------------------------------
 
@@ -314,7 +393,7 @@ class Reader:
             waited = any(run.fetches.waiting[index].statistics().tasks_waiting
                          for index in range(run.next, run.last + 1)
                          if index in run.fetches.waiting)
-            error = self._failure(run, exc, waited)
+            error = self._failure(run.entry, run.obj, exc, waited)
             for index in range(run.next, run.last + 1):
                 run.fetches.errors[index] = error
         finally:
@@ -378,17 +457,18 @@ class Reader:
                 event.set()
         if not fetches.runs and self._fetches.get(run.obj) is fetches:
             del self._fetches[run.obj]  # waiters keep their reference to see errors
+        self._keep_link_busy(run)
 
-    def _failure(self, run: _Run, exc: Exception, waited: bool) -> FsError:
-        """The error for the run's waiters, logged once per file version and
+    def _failure(self, entry: Entry, obj: str, exc: Exception, waited: bool) -> FsError:
+        """The error for a GET's waiters, logged once per file version and
         message; a read-ahead nobody waited for yet fails quietly (its reader,
         if one comes, asks again and hears the error then)."""
         if isinstance(exc, FsError):
             if not waited:
-                log.debug("read-ahead of %s: %s", run.entry.name, exc)
+                log.debug("read-ahead of %s: %s", entry.name, exc)
                 return exc
-            if (run.obj, str(exc)) in self._logged:
+            if (obj, str(exc)) in self._logged:
                 exc.logged = True  # parallel runs and retries of one bad file: one line
-        error = supervise.failure(f"read {run.entry.name}", exc, logger=log)
-        self._logged[(run.obj, str(error))] = True
+        error = supervise.failure(f"read {entry.name}", exc, logger=log)
+        self._logged[(obj, str(error))] = True
         return error

@@ -146,8 +146,16 @@ class Changes:
         old = (old_parent, node.name)
         if node.entry is None:
             await self._rename_local(node, old, new_parent, new_name, target)
-        else:
+            return
+        try:
             await self._rename_on_store(node, old, new_parent, new_name, target)
+        except NotFound:
+            if node.dirty is None:
+                raise
+            # deleted on the store while changed here: it exists only here now, and
+            # its upload makes it again (docs/SEMANTICS.md), under the new name
+            node.entry = None
+            await self._rename_local(node, old, new_parent, new_name, target)
 
     async def _check_replaceable(self, node: Node, target: Node, noreplace: bool) -> None:
         """What rename(2) asks before ``node`` may take ``target``'s name."""

@@ -39,6 +39,13 @@ LOOKUP_FOLDERS_KEPT = 1024  # folders not listed whose looked-up entries are kep
 MAX_SIZE = 2 ** 63 - 1  # off_t
 
 
+def held_here(node: Node) -> bool:
+    """A file that exists only here (not uploaded yet), or here in a newer
+    version: it is what its name shows, whatever the store lists, and what
+    keeps its folder from being empty."""
+    return node.entry is None or node.dirty is not None
+
+
 class Namespace:
     """Protects: the inode table, listings, looked-up names and listing
     fetches; trio-thread only."""
@@ -76,8 +83,8 @@ class Namespace:
         if not parent.is_dir:
             raise NotADirectory(f"{self.inodes.path(parent)} is not a folder")
         known = self.inodes.child(parent.ino, name)
-        if known is not None and (known.entry is None or known.dirty is not None):
-            return known  # exists only here, or here in a newer version
+        if known is not None and held_here(known):
+            return known
         listing = self.listings.get(parent.ino)
         if listing is None and self.store.capabilities.lookup_lists:
             listing = await self.listing(parent)  # the store would list it anyway: keep it
@@ -158,11 +165,12 @@ class Namespace:
         return node.entry
 
     async def entries(self, folder: Node) -> list[Entry]:
-        """What ``readdir`` shows: the listing, then the files that exist
-        only here (not uploaded yet)."""
+        """What ``readdir`` shows: the listing, then the files ``held_here``
+        that it lacks (deleted elsewhere while changed here: their upload
+        makes them again)."""
         listing = await self.listing(folder)
         local = [Entry(child.name, False, key=None) for child in self.inodes.children(folder.ino)
-                 if child.entry is None and child.name not in listing]
+                 if held_here(child) and child.name not in listing]
         return [*listing.values(), *local]
 
     async def listing(self, folder: Node) -> Mapping[str, Entry]:
@@ -224,7 +232,7 @@ class Namespace:
 
     async def check_empty(self, folder: Node) -> None:
         """Stores delete folders with their content: check first, as rmdir must."""
-        if any(not c.unlinked and c.entry is None for c in self.inodes.children(folder.ino)):
+        if any(not c.unlinked and held_here(c) for c in self.inodes.children(folder.ino)):
             raise NotEmpty(f"{folder.name} is not empty")
         async for page in self.store.list(await self.entry(folder)):
             if any(visible(e) for e in page):
