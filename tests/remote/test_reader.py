@@ -95,7 +95,7 @@ def test_a_closed_handle_stops_its_read_ahead_and_leaves_nothing(emulator_factor
             reader.release(state)
             # nothing is left once each cut run's worker thread is out of its socket
             with trio.fail_after(2):
-                while reader._fetches:
+                while not reader.fetches.idle:
                     await trio.sleep(0.01)
             gets = route_counts(emulator)["s3.get_object"]
             await trio.sleep(0.5)
