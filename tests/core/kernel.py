@@ -4,7 +4,7 @@ started ``Filesystem`` driven one syscall at a time, as the kernel drives it.
 ``Kernel`` stands where the kernel stands: it walks a path with lookups (and
 forgets them after, as with a listing that lasts nothing), answers what the
 VFS answers before asking the filesystem (``EEXIST`` for mkdir of a name that
-is there, ``EISDIR`` for unlink of a folder, ...), and turns a ``StoreError``
+is there, ``EISDIR`` for unlink of a folder, ...), and turns an ``FsError``
 into the ``OSError`` a syscall would raise. The filesystem runs in a trio
 thread of its own, as the daemon's loop does; each call into it is bounded by
 ``GUARD``. Listings last 0 s (a colleague's change shows at the next step) and
@@ -25,7 +25,7 @@ import trio
 
 from vagonfs.core.fs import Filesystem
 from vagonfs.core.inodes import ROOT_INODE, Node
-from vagonfs.errors import StoreError
+from vagonfs.errors import FsError
 
 from .conftest import GUARD, filesystem
 from .memory_store import MemoryStore
@@ -83,7 +83,7 @@ class Kernel:
             with trio.fail_after(GUARD):
                 try:
                     return await body(fs)
-                except StoreError as exc:
+                except FsError as exc:
                     raise OSError(exc.errno, str(exc)) from None
 
         return trio.from_thread.run(guarded, trio_token=self._token)
@@ -112,7 +112,7 @@ class Kernel:
                 raise OSError(errno.ENOTDIR, path)
             try:
                 node: Node | None = await fs.lookup(parent.ino, name)
-            except StoreError as exc:
+            except FsError as exc:
                 if exc.errno != errno.ENOENT:
                     raise
                 node = None

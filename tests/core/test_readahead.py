@@ -74,9 +74,8 @@ def pieces_asked(store: MemoryStore, key: str) -> list[tuple[int, int]]:
 
 
 def idle(reader: Reader) -> bool:
-    """Nothing of any file left on its way or counted in flight (the one look
-    inside the reader: its fetches and its in-flight count)."""
-    return not reader._fetches and reader._inflight == 0
+    """Nothing of any file left on its way or counted in flight."""
+    return reader.fetches.idle
 
 
 async def until_idle(reader: Reader) -> None:

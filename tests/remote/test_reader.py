@@ -94,7 +94,7 @@ def test_a_closed_handle_stops_its_read_ahead_and_leaves_nothing(emulator_factor
             reader.release(state)
             # nothing is left once each cut run's worker thread is out of its socket
             with trio.fail_after(2):
-                await until(lambda: not reader._fetches)
+                await until(lambda: reader.fetches.idle)
             gets = route_counts(emulator)["s3.get_object"]
             await trio.sleep(QUIET)  # what is asserted is that nothing starts meanwhile
             return gets, emulator.stats()
