@@ -63,13 +63,19 @@ def test_our_own_create_and_rename_replace_an_absence(tmp_path):
     run_with_fs(store, tmp_path, body)
 
 
+async def made_elsewhere_once_absent(fs: Filesystem, store):
+    """``dir/theirs.txt`` looked up here (absent), then made by another client."""
+    folder = await fs.lookup(ROOT_INODE, "dir")
+    await absent(fs, folder, "theirs.txt")
+    store.put("dir/theirs.txt", b"made by another client")
+    return folder
+
+
 def test_a_file_made_elsewhere_is_found_once_the_absence_is_stale(tmp_path):
     store = store_with_a_folder()
 
     async def body(fs: Filesystem) -> None:
-        folder = await fs.lookup(ROOT_INODE, "dir")
-        await absent(fs, folder, "theirs.txt")
-        store.put("dir/theirs.txt", b"made by another client")
+        folder = await made_elsewhere_once_absent(fs, store)
         await absent(fs, folder, "theirs.txt")  # within the bound: still absent here
         assert store.calls["lookup"] == 2
         await trio.sleep(SHORT * 1.5)  # past the bound
@@ -97,9 +103,7 @@ def test_a_listing_supersedes_an_absence_even_once_it_is_dropped(tmp_path):
     store = store_with_a_folder()
 
     async def body(fs: Filesystem) -> None:
-        folder = await fs.lookup(ROOT_INODE, "dir")
-        await absent(fs, folder, "theirs.txt")
-        store.put("dir/theirs.txt", b"made by another client")
+        folder = await made_elsewhere_once_absent(fs, store)
         assert "theirs.txt" in await fs.namespace.listing(folder)
         fs.namespace.listings.drop(folder.ino)  # as the listing cache's bound drops one
         found = await fs.lookup(folder.ino, "theirs.txt")  # asked again, not the old absence

@@ -201,6 +201,30 @@ def test_a_window_is_split_only_while_one_connection_carries_little(tmp_path, se
     assert blocks_asked(store, "f") == runs
 
 
+@pytest.mark.parametrize("seconds,widest", [
+    (1.0, 48),  # one connection slow: a wider window keeps more GETs on the link
+    (0.001, 32),  # loopback: more would only hold more memory
+])
+def test_the_widest_window_depends_on_what_one_connection_carries(tmp_path, seconds, widest):
+    store = SlowLink(seconds)
+    store.put("f", os.urandom(8 * MiB) * 16)  # room for every doubling and more
+    entry, data, state = store.entry("f"), store.data("f"), ReadState()
+    assert data is not None
+    asked_to: list[int] = []  # where the cursor's read-ahead had got to, read by read
+
+    async def body() -> None:
+        async with reader_of(store, tmp_path) as reader:
+            for index in range(len(data) // MiB):
+                got = await reader.read(entry, index * MiB, MiB, state)
+                assert bytes(got) == data[index * MiB:(index + 1) * MiB]
+                asked_to.append(state.ahead_to)
+            await until_idle(reader)
+
+    run(body, clock=trio.testing.MockClock(rate=0, autojump_threshold=0.05), guard=3600)
+    marks = sorted(set(asked_to))
+    assert max(b - a for a, b in zip(marks, marks[1:])) == widest
+
+
 KERNEL_READ = 128 * 1024  # a mount made by a user gets the kernel's 128 KiB reads
 
 

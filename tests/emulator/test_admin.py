@@ -126,8 +126,10 @@ def test_round_trips_count_a_chain_of_requests_once_and_side_by_side_ones_once(e
         stats = emulator.stats()
         assert stats["requests"] == {"tenant.list": 8}
         assert stats["round_trips"] == 4
+        assert stats["connections"] == 6  # the first client's, then one each
         emulator.reset_stats()
         assert emulator.stats()["round_trips"] == 0
+        assert emulator.stats()["connections"] == 0
     finally:
         emulator.clear_faults()
 

@@ -155,6 +155,9 @@ def test_rsync_up_of_200_small_files_returns_without_the_store_and_uploads_them_
         # the mkdir finds the name absent here); the files wait for nothing
         assert round_trips() == 2
         assert emulator.stats()["requests"] == {"vagon.files": 1, "vagon.create": 1}
+        # both on the connection the mount opened before it was offered: over
+        # a real link a new one would add its handshake's round trip
+        assert emulator.stats()["connections"] == 1
         mount.wait_uploaded()
         # each file's create, part and complete one after another, 32 files
         # at once (uploads.MAX_PARALLEL_UPLOADS): 20 measured, 58 with 8

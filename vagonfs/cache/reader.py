@@ -8,7 +8,8 @@ its next blocks are in memory before it asks.
 Read-ahead follows mountpoint-s3's prefetcher. Each open handle has a cursor
 (:class:`ReadState`). Once the handle has read half a block in order, the
 cursor streams ahead of it, and the window doubles (1, 2, 4 ...
-``MAX_WINDOW_BLOCKS`` blocks) while reading stays in order; the next window is
+``MAX_WINDOW_BLOCKS`` blocks, ``SLOW_LINK_WINDOW_BLOCKS`` once a GET has shown
+one connection slow) while reading stays in order; the next window is
 asked for when the reader is half-way into what is ahead. A read up to a
 block behind (the kernel reorders its own read-ahead) or skipping forward
 within what the cursor asked for keeps the cursor; any other seek resets it
@@ -53,6 +54,10 @@ from vagonfs.remote.base import Entry, Store
 from vagonfs.runtime import supervise
 
 MAX_WINDOW_BLOCKS = 32
+# over a link where one connection is slow a window is GETs side by side,
+# each bringing one TCP window a round trip: a wider window keeps more of
+# them on the link (MAX_INFLIGHT_BYTES still bounds all cursors together)
+SLOW_LINK_WINDOW_BLOCKS = 48
 MAX_INFLIGHT_BYTES = 48 * BLOCK_SIZE  # below the hot set: read-ahead is still in memory when read
 # reading in order this far starts read-ahead: a file manager sniffing a
 # file's head fetches its own bytes, then at most the block they are in
@@ -187,7 +192,8 @@ class Reader:
             if (data := self._cache.get((obj, index))) is not None:
                 self._offer(state, obj, index, data)
         state.ahead_to = start + count
-        state.window = min(2 * state.window, MAX_WINDOW_BLOCKS)
+        widest = SLOW_LINK_WINDOW_BLOCKS if self.fetches.shown_slow else MAX_WINDOW_BLOCKS
+        state.window = min(2 * state.window, widest)
         return True
 
     def _offer(self, state: ReadState, obj: str, index: int, data: Buffer) -> None:

@@ -147,7 +147,7 @@ class Instrumented:
             return await self.app(scope, receive, send)
         stats = self.emu.stats
         decision = self.emu.faults.decide(route)
-        depth = stats.began(route)
+        depth = stats.began(route, scope.get("client"))
         try:
             await self._answer(scope, route, decision, _Exchange(stats, route, receive, send,
                                                                  decision.cut_after))

@@ -37,18 +37,24 @@ class Stats:
     next, so the count means something only with latency added (a fault
     rule's ``latency_ms``), where requests sent together overlap: then it
     is the same from run to run, unlike a time.
+
+    ``connections`` counts the clients' connections that sent a request:
+    over a real link each new one costs a round trip more (its handshake),
+    which the latency rule does not add, so this is how a test sees it.
     """
     requests: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
     bytes_in: int = 0
     bytes_out: int = 0
     round_trips: int = 0  # the deepest request that has ended
+    clients: set = field(default_factory=set)  # (host, port) of each connection seen
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def began(self, route: str) -> int:
-        """Count a request arriving; its depth, for ``ended``."""
+    def began(self, route: str, client: tuple | None) -> int:
+        """Count a request arriving on ``client``'s connection; its depth, for ``ended``."""
         with self.lock:
             self.requests[route] += 1
+            self.clients.add(client)
             return self.round_trips + 1
 
     def ended(self, depth: int) -> None:
@@ -59,12 +65,13 @@ class Stats:
         with self.lock:
             return {"requests": dict(self.requests), "errors": dict(self.errors),
                     "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
-                    "round_trips": self.round_trips}
+                    "round_trips": self.round_trips, "connections": len(self.clients)}
 
     def reset(self) -> None:
         with self.lock:
             self.requests.clear()
             self.errors.clear()
+            self.clients.clear()
             self.bytes_in = self.bytes_out = self.round_trips = 0
 
 
