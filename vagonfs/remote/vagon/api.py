@@ -145,7 +145,7 @@ class VagonApi:
             body["machine_id"] = machine_id
         # on the pool lookups use: a new connection would cost its handshake
         return flatten(await self.call("POST", "/files", body=body, idempotent=False,
-                                       in_worker=True))
+                                       via=self.http.worker))
 
     async def create_upload(self, name: str, parent_id: int, *, size: int, content_type: str,
                             chunk_mb: int, machine_id: int | None = None,
@@ -188,7 +188,7 @@ class VagonApi:
 
     async def delete(self, file_id: int) -> None:
         """Delete a file, or a folder with everything in it."""
-        await self.call("DELETE", f"/files/{file_id}", in_worker=True)
+        await self.call("DELETE", f"/files/{file_id}", via=self.http.worker)
 
     async def download_link(self, file_id: int) -> dict:
         """``{url, size, name, content_type, expires_at}``; the URL is presigned."""
