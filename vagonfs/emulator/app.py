@@ -21,6 +21,7 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Match, Route
 
 from vagonfs.emulator import admin, archive, s3, shannon, tenant
+from vagonfs.emulator.presigned import xml_error
 from vagonfs.emulator.context import Emulator
 from vagonfs.emulator.faults import Decision
 from vagonfs.emulator.vagon import files as vagon_files
@@ -48,7 +49,7 @@ def _fault_response(emu: Emulator, route: str, status: int, retry_after: float |
         return error_reply(status, message, status, headers)
     if store == "s3":
         code = {503: "SlowDown", 500: "InternalError"}.get(status, phrase.replace(" ", ""))
-        return s3.xml_error(status, code, message, headers)
+        return xml_error(status, code, message, headers)
     if store == "shannon":
         return shannon.error(emu.settings.shannon_form == "deployed", status, message, headers)
     return tenant.error(status, message, headers)

@@ -11,17 +11,15 @@ import hmac
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
 from vagonfs.emulator.bad_input import BadInput
 from vagonfs.emulator.faults import Faults
+from vagonfs.emulator.presigned import Presigner
 from vagonfs.emulator.storage import Storage
 from vagonfs.emulator.vagon.pages import ListingPages
 
-if TYPE_CHECKING:  # s3 imports this module: the import graph stays one-way at run time
-    from vagonfs.emulator.s3 import Presigner
 
 
 @dataclass

@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     from vagonfs.emulator import demo
     from vagonfs.emulator.context import Emulator
     from vagonfs.emulator.faults import FaultError, Faults
-    from vagonfs.emulator.s3 import Presigner
+    from vagonfs.emulator.presigned import Presigner
     from vagonfs.emulator.storage import Storage
 
     from vagonfs.emulator.bad_input import BadInputError
