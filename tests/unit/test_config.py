@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vagonfs.cli.main import _mount_options, _normalize_argv, build_parser
+from vagonfs.cli.main import _normalize_argv, build_parser
+from vagonfs.cli.mount import mount_options
 from vagonfs.config import config_path, load_remote, parse_duration, parse_size
 from vagonfs.errors import ConfigError
 
@@ -79,7 +80,7 @@ def test_mount_options_from_o_and_long_options(config, tmp_path):
     argv = ["mount", "files:docs/", str(tmp_path), "--config", str(config),
             "-o", "ro,uid=1234,cache_max_size=1G,dir-cache-time=10s",
             "-o", "allow_other,umask=077,no_xattrs,no_store_ahead"]
-    options = _mount_options(build_parser().parse_args(argv))
+    options = mount_options(build_parser().parse_args(argv))
     assert options.subpath == "docs"
     assert options.read_only and options.allow_other and not options.xattrs
     assert not options.store_ahead
@@ -92,7 +93,7 @@ def test_mount_helper_form_ignores_generic_mount_options(config, tmp_path):
     argv = _normalize_argv(["work:shared", str(tmp_path), "-o",
                             f"rw,config={config},_netdev,x-systemd.automount,dev,suid"])
     assert argv[0] == "mount"
-    options = _mount_options(build_parser().parse_args(argv))
+    options = mount_options(build_parser().parse_args(argv))
     assert options.remote.name == "work" and options.subpath == "shared"
     assert not options.read_only
 
