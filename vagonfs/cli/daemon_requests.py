@@ -16,9 +16,7 @@ import os
 import sys
 import time
 
-# ``unmount``'s status when the mount ended with uploads left in its journal, as
-# the daemon's own (sysexits.h's EX_TEMPFAIL: the next mount finishes them)
-EXIT_UPLOADS_LEFT = 75
+from vagonfs.control.channel import EXIT_UPLOADS_LEFT
 
 
 def unmount(args: argparse.Namespace) -> int:

@@ -23,6 +23,12 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
+
+# the daemon's exit status, and so ``unmount``'s, when uploads are left in
+# the journal: sysexits.h's EX_TEMPFAIL ("the user is invited to retry the
+# operation later"), as the next mount finishes them; not 1, which says the
+# mount itself failed
+EXIT_UPLOADS_LEFT = 75
 from typing import Protocol
 
 from vagonfs.control import mounttable

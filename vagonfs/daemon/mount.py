@@ -47,6 +47,7 @@ import trio
 from vagonfs.cache.reader import MAX_INFLIGHT_BYTES
 from vagonfs.cache.uploads import State
 from vagonfs.config import MountOptions
+from vagonfs.control.channel import EXIT_UPLOADS_LEFT
 from vagonfs.control.mounttable import is_mounted
 from vagonfs.core.fs import Filesystem, FsOptions
 from vagonfs.core.symlinks import LinkStore
@@ -64,10 +65,6 @@ from vagonfs.runtime import supervise
 log = logging.getLogger("vagonfs.mount")
 
 GIL_SWITCH_INTERVAL = 0.0005  # seconds; see run()
-# the exit status when uploads are left in the journal: sysexits.h's
-# EX_TEMPFAIL ("the user is invited to retry the operation later"), as the next
-# mount finishes them; not 1, which says the mount itself failed
-EXIT_UPLOADS_LEFT = 75
 FUSE_GRACE = 1.0  # seconds a signalled daemon gives requests in flight once it unmounts
 
 
