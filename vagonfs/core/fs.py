@@ -9,7 +9,7 @@ queue takes writes, and only then the store is asked. Every failure is a
 :class:`Filesystem` is the one face of the core; what it composes owns one
 thing each: ``namespace`` (names in folders, listings), ``handles`` (open
 files and folders), ``writes`` (write-open policy and uploads), ``changes``
-(mkdir, unlink, rename and the checks before them).
+(mkdir, unlink, rename and the checks before them), ``capacity`` (statfs).
 
 Caches and their bounds:
 - listings: one per folder, kept ``dir_cache_time``, at most ``listings.MAX_ENTRIES``
@@ -46,6 +46,7 @@ from vagonfs.cache.store_ahead import KernelPages
 from vagonfs.cache.uploads import State
 from vagonfs.core import symlinks
 from vagonfs.core.attrs import LocalAttrs
+from vagonfs.core.capacity import FsStats, KnownCapacity
 from vagonfs.core.changes import Changes
 from vagonfs.core.folder_prefetch import FolderPrefetch
 from vagonfs.core.handles import DirHandle, FileHandle, Handles
@@ -54,16 +55,10 @@ from vagonfs.core.list_ahead import AHEAD, ListAhead
 from vagonfs.core.namespace import Namespace
 from vagonfs.core.writes import Writes
 from vagonfs.errors import BadHandle, FsError, IsADirectory, NotADirectory, NotFound, Stale
-from vagonfs.remote.base import Capacity, Entry, Store
-from vagonfs.runtime import supervise
+from vagonfs.remote.base import Entry, Store
 
 log = logging.getLogger("vagonfs.fs")
 
-CAPACITY_FRESH = 30.0  # seconds statfs answers from what it heard without asking again
-# a store that does not say its size gets a nominal 1 PiB, as rclone does: a
-# size of 0 makes file managers refuse to copy anything
-UNKNOWN_CAPACITY = 1 << 50
-FREE_INODES = 1_000_000  # inodes are numbers, never used up: the figure df shows free
 MIME_XATTR = b"user.mime_type"  # the store's content type, for file managers (--xattrs)
 
 
@@ -78,17 +73,6 @@ class FsOptions:
     write_back_delay: float = 2.0
     cache_max_size: int = 10 * 1024 ** 3
     list_ahead: int = AHEAD  # subfolders listed ahead of a walk (core/list_ahead.py); 0: none
-
-
-@dataclass(frozen=True)
-class FsStats:
-    """What ``statfs`` answers, in bytes and inodes."""
-
-    total: int
-    free: int
-    files: int
-    free_files: int
-    name_max: int
 
 
 @dataclass(frozen=True)
@@ -125,8 +109,7 @@ class Filesystem:
         self.uploads = self.writes.queue
         self.changes = Changes(store, self.namespace, self.uploads, self._reader,
                                self._attrs, read_only=options.read_only)
-        self._capacity: tuple[float, Capacity] | None = None  # (when heard, what)
-        self._asking_capacity = False
+        self._capacity = KnownCapacity(store, nursery)
 
     async def start(self) -> None:
         """Queue what a previous run left in the journal, then run uploads."""
@@ -423,28 +406,4 @@ class Filesystem:
                                   self.node(new_parent_ino), new_name, noreplace=noreplace)
 
     async def statfs(self) -> FsStats:
-        capacity = await self._capacity_now()
-        total = capacity.total or UNKNOWN_CAPACITY
-        return FsStats(total, max(0, total - capacity.used), len(self.inodes) + FREE_INODES,
-                       FREE_INODES, self.store.capabilities.max_name_length)
-
-    async def _capacity_now(self) -> Capacity:
-        """The store's capacity. Once known it is answered at once, and asked
-        again in the background when older than ``CAPACITY_FRESH``: ``df``,
-        file managers and ``find`` (gnulib's fts asks for each walk) would
-        otherwise wait a round trip for a figure that changes slowly."""
-        known = self._capacity
-        if known is None:
-            return await self._ask_capacity()
-        if trio.current_time() - known[0] > CAPACITY_FRESH and not self._asking_capacity:
-            self._asking_capacity = True
-            supervise.spawn(self._nursery, "capacity", self._ask_capacity)
-        return known[1]
-
-    async def _ask_capacity(self) -> Capacity:
-        try:
-            capacity = await self.store.capacity()
-        finally:
-            self._asking_capacity = False
-        self._capacity = (trio.current_time(), capacity)
-        return capacity
+        return await self._capacity.stats(len(self.inodes))
