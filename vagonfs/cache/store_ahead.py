@@ -12,9 +12,9 @@ What is stored, and when it is dropped, keeps the page cache to one version
 of a file, as the block cache is:
 
 - A handle stores only while its ``store_to`` names an inode: the core's
-  rule (``vagonfs.core.fs``), asked for each block, says whether the open
-  kept the cache and the file is still that version, with nothing written
-  here.
+  rule (``vagonfs.core.open_files``), asked for each block, says whether
+  the open kept the cache and the file is still that version, with nothing
+  written here.
 - The inodes each object (a file version) was stored into are remembered;
   when the reader forgets that version (a listing, a lookup or our own
   upload found another, or the file was deleted), their pages are dropped

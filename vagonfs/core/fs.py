@@ -9,7 +9,8 @@ queue takes writes, and only then the store is asked. Every failure is a
 :class:`Filesystem` is the one face of the core; what it composes owns one
 thing each: ``namespace`` (names in folders, listings), ``handles`` (open
 files and folders), ``writes`` (write-open policy and uploads), ``changes``
-(mkdir, unlink, rename and the checks before them).
+(mkdir, unlink, rename and the checks before them), ``open_files`` (an
+open file's reads, writes and page cache), ``capacity`` (statfs).
 
 Caches and their bounds:
 - listings: one per folder, kept ``dir_cache_time``, at most ``listings.MAX_ENTRIES``
@@ -30,7 +31,6 @@ re-reads the node after its awaits instead of trusting what it saw before.
 from __future__ import annotations
 
 import logging
-import os
 import stat
 import time
 from collections.abc import Callable
@@ -46,24 +46,19 @@ from vagonfs.cache.store_ahead import KernelPages
 from vagonfs.cache.uploads import State
 from vagonfs.core import symlinks
 from vagonfs.core.attrs import LocalAttrs
+from vagonfs.core.capacity import FsStats, KnownCapacity
 from vagonfs.core.changes import Changes
-from vagonfs.core.folder_prefetch import FolderPrefetch
-from vagonfs.core.handles import DirHandle, FileHandle, Handles
+from vagonfs.core.handles import DirHandle, Handles
 from vagonfs.core.inodes import ROOT_INODE, Node
 from vagonfs.core.list_ahead import AHEAD, ListAhead
 from vagonfs.core.namespace import Namespace
+from vagonfs.core.open_files import OpenFiles
 from vagonfs.core.writes import Writes
-from vagonfs.errors import BadHandle, FsError, IsADirectory, NotADirectory, NotFound, Stale
-from vagonfs.remote.base import Capacity, Entry, Store
-from vagonfs.runtime import supervise
+from vagonfs.errors import FsError, NotADirectory
+from vagonfs.remote.base import Entry, Store
 
 log = logging.getLogger("vagonfs.fs")
 
-CAPACITY_FRESH = 30.0  # seconds statfs answers from what it heard without asking again
-# a store that does not say its size gets a nominal 1 PiB, as rclone does: a
-# size of 0 makes file managers refuse to copy anything
-UNKNOWN_CAPACITY = 1 << 50
-FREE_INODES = 1_000_000  # inodes are numbers, never used up: the figure df shows free
 MIME_XATTR = b"user.mime_type"  # the store's content type, for file managers (--xattrs)
 
 
@@ -78,17 +73,6 @@ class FsOptions:
     write_back_delay: float = 2.0
     cache_max_size: int = 10 * 1024 ** 3
     list_ahead: int = AHEAD  # subfolders listed ahead of a walk (core/list_ahead.py); 0: none
-
-
-@dataclass(frozen=True)
-class FsStats:
-    """What ``statfs`` answers, in bytes and inodes."""
-
-    total: int
-    free: int
-    files: int
-    free_files: int
-    name_max: int
 
 
 @dataclass(frozen=True)
@@ -113,20 +97,20 @@ class Filesystem:
         self.options = options
         self._nursery = nursery
         self.blocks = BlockCache(cache_root, options.cache_max_size)
-        self._reader = Reader(store, self.blocks, nursery, pages)
-        self._folder_prefetch = FolderPrefetch(self._reader)
-        self.namespace = Namespace(store, root, options.dir_cache_time, self._reader)
+        reader = Reader(store, self.blocks, nursery, pages)
+        self.namespace = Namespace(store, root, options.dir_cache_time, reader)
         self.inodes = self.namespace.inodes
         self.list_ahead = ListAhead(self.namespace, nursery, options.list_ahead)
         self.handles = Handles()
         self._attrs = LocalAttrs(cache_root / "attrs.sqlite3", store.cache_key)
-        self.writes = Writes(store, self.namespace, self._reader, self._attrs, cache_root,
+        self.writes = Writes(store, self.namespace, reader, self._attrs, cache_root,
                              options.write_back_delay)
         self.uploads = self.writes.queue
-        self.changes = Changes(store, self.namespace, self.uploads, self._reader,
+        self.changes = Changes(store, self.namespace, self.uploads, reader,
                                self._attrs, read_only=options.read_only)
-        self._capacity: tuple[float, Capacity] | None = None  # (when heard, what)
-        self._asking_capacity = False
+        self.open_files = OpenFiles(self.namespace, self.handles, self.writes, self.changes,
+                                    reader)
+        self._capacity = KnownCapacity(store, nursery)
 
     async def start(self) -> None:
         """Queue what a previous run left in the journal, then run uploads."""
@@ -251,140 +235,35 @@ class Filesystem:
     def releasedir(self, fh: int) -> None:
         self.handles.pop(fh)
 
-    # -- files ---------------------------------------------------------------
+    # -- files (vagonfs.core.open_files) -------------------------------------
 
     async def create(self, parent_ino: int, name: str) -> tuple[int, Node]:
-        parent = self.node(parent_ino)
-        self.changes.check_new_name(parent, name)
-        existing = self.inodes.child(parent_ino, name)
-        if existing is not None and existing.is_dir:
-            raise IsADirectory(f"{name} is a folder")
-        if existing is not None:  # the new content is made from what its upload left
-            await self.uploads.landed(existing)
-            existing = self.inodes.child(parent_ino, name)  # (kept beside: not there now)
-        node = self.inodes.add_local(parent_ino, name)
-        self.namespace.created(parent_ino, name)
-        if existing is not None:  # O_CREAT on a name the kernel thought absent
-            node.entry = existing.entry
-            if existing.dirty is not None:
-                self.uploads.discard(existing)
-        self.writes.created(node)
-        self.inodes.remember(node)
-        return self.handles.add(FileHandle(node, writable=True)), node
+        return await self.open_files.create(self.node(parent_ino), name)
 
     async def open(self, ino: int, flags: int) -> tuple[int, bool]:
-        """Open a file; returns (handle, whether the kernel may keep its page cache).
-
-        A read-only handle stores blocks read ahead in the kernel's page cache
-        (``cache/store_ahead.py``) while ``_store_to`` allows; an open for
-        writing, or of a version other than the one last opened, first has
-        what was stored dropped, so no page stored before is read after."""
-        node = self.node(ino)
-        if node.is_dir:
-            raise IsADirectory(f"{self.inodes.path(node)} is a folder")
-        writable = (flags & os.O_ACCMODE) != os.O_RDONLY
-        if writable:
-            self.changes.check_writable(node)
-            await self.writes.open(node, truncate=bool(flags & os.O_TRUNC))
-        elif node.entry is not None and not node.entry.ready:
-            raise NotFound(f"{self.inodes.path(node)} is still being uploaded elsewhere")
-        else:
-            self._folder_prefetch.opened(node.parent, node.name,
-                                         self.namespace.listings.get(node.parent))
-        keep = (node.dirty is None and node.entry is not None
-                and node.seen_version == node.entry.version)
-        if not keep:
-            await self._drop_pages(node)
-        handle = FileHandle(node, writable)
-        if node.entry is not None:
-            node.seen_version = node.entry.version
-            if not writable:
-                handle.read_state.store_to = self._store_to(node, node.entry.version)
-        return self.handles.add(handle), keep
-
-    def _store_to(self, node: Node, version: str):
-        """Whether blocks of ``version`` may go to ``node``'s page cache now: it
-        is still the version on the store as last seen and opened here, with
-        nothing written, being written or deleted here."""
-        def store_to() -> int | None:
-            entry = node.entry
-            if (node.dirty is None and not node.unlinked and entry is not None
-                    and entry.version == version == node.seen_version
-                    and not self.handles.writing(node)):
-                return node.ino
-            return None
-        return store_to
-
-    async def _drop_pages(self, node: Node) -> None:
-        """What store-ahead put in ``node``'s page cache is gone when this returns."""
-        dropped = self._reader.store_ahead.drop(node.ino)
-        if dropped is not None:
-            await dropped.wait()
+        """Open a file; returns (handle, whether the kernel may keep its page cache)."""
+        return await self.open_files.open(self.node(ino), flags)
 
     async def read(self, fh: int, offset: int, size: int) -> bytes | memoryview:
-        """Bytes of an open file: a slice of a cached block, not a copy."""
-        handle = self.handles.file(fh)
-        node = handle.node
-        if node.dirty is not None:
-            return await node.dirty.spool.read(offset, size)
-        entry = await self.namespace.entry(node)
-        if not handle.writable:
-            if handle.read_version is None:
-                handle.read_version = entry.version
-            elif handle.read_version != entry.version:
-                raise Stale(f"{entry.name} was replaced on the store while open here")
-        return await self._reader.read(entry, offset, size, handle.read_state)
+        return await self.open_files.read(fh, offset, size)
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:
-        handle = self.handles.file(fh)
-        node = handle.node
-        if not handle.writable:
-            raise BadHandle(f"{self.inodes.path(node)} is not open for writing here")
-        if node.dirty is None:  # its content was dropped: deleted or replaced while open
-            raise FsError(f"{self.inodes.path(node)} was deleted or replaced while open")
-        return await self.writes.write(node, node.dirty, offset, data)
+        return await self.open_files.write(fh, offset, data)
 
     async def flush(self, fh: int) -> None:
-        handle = self.handles.file(fh)
-        if handle.writable:
-            await self._settle(handle.node)
-            self.uploads.flushed(handle.node)
+        await self.open_files.flush(fh)
 
     async def fsync(self, fh: int) -> None:
-        handle = self.handles.file(fh)
-        if handle.node.dirty is not None:
-            await self._settle(handle.node)
-            await self.uploads.upload_now(handle.node)
-
-    @staticmethod
-    async def _settle(node: Node) -> None:
-        """The file's writes answered before they landed have landed, or this
-        raises their errno: only then is it journaled or uploaded."""
-        if node.dirty is not None:
-            await node.dirty.spool.settle()
+        await self.open_files.fsync(fh)
 
     def release(self, fh: int) -> None:
-        handle = self.handles.pop(fh)
-        if not isinstance(handle, FileHandle):
-            return
-        self._reader.release(handle.read_state)
-        node = handle.node
-        if handle.writable and not self.handles.writing(node):
-            self.uploads.closed(node)
-        if node.unlinked and node.open_handles == 1 and node.entry is not None:
-            # deleted while open: its cached blocks served this handle until now
-            self._reader.forget(node.entry)
-        self.inodes.release(node)
+        self.open_files.release(fh)
 
     async def setattr(self, ino: int, *, size: int | None = None, mtime: float | None = None,
                       mode: int | None = None) -> Node:
         node = self.node(ino)
         if size is not None:
-            if node.is_dir:
-                raise IsADirectory(f"{self.inodes.path(node)} is a folder")
-            self.changes.check_writable(node)
-            await self.writes.truncate(node, size)
-            await self._drop_pages(node)
+            await self.open_files.truncate(node, size)
         if mtime is not None or mode is not None:
             if node.is_dir:
                 return node  # folders carry no local attributes; times come from the store
@@ -423,28 +302,4 @@ class Filesystem:
                                   self.node(new_parent_ino), new_name, noreplace=noreplace)
 
     async def statfs(self) -> FsStats:
-        capacity = await self._capacity_now()
-        total = capacity.total or UNKNOWN_CAPACITY
-        return FsStats(total, max(0, total - capacity.used), len(self.inodes) + FREE_INODES,
-                       FREE_INODES, self.store.capabilities.max_name_length)
-
-    async def _capacity_now(self) -> Capacity:
-        """The store's capacity. Once known it is answered at once, and asked
-        again in the background when older than ``CAPACITY_FRESH``: ``df``,
-        file managers and ``find`` (gnulib's fts asks for each walk) would
-        otherwise wait a round trip for a figure that changes slowly."""
-        known = self._capacity
-        if known is None:
-            return await self._ask_capacity()
-        if trio.current_time() - known[0] > CAPACITY_FRESH and not self._asking_capacity:
-            self._asking_capacity = True
-            supervise.spawn(self._nursery, "capacity", self._ask_capacity)
-        return known[1]
-
-    async def _ask_capacity(self) -> Capacity:
-        try:
-            capacity = await self.store.capacity()
-        finally:
-            self._asking_capacity = False
-        self._capacity = (trio.current_time(), capacity)
-        return capacity
+        return await self._capacity.stats(len(self.inodes))
