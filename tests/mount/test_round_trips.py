@@ -11,7 +11,7 @@ import os
 
 from support import populate, wait_until
 
-from .conftest import sh, vagon_folder
+from .conftest import sh, vagon_folder, vagonfs
 
 # long enough that a request sent beside another overlaps it even on a busy
 # machine (a scheduling stall of tens of ms would make two overlapping
@@ -148,7 +148,10 @@ def test_rsync_up_of_200_small_files_returns_without_the_store_and_uploads_them_
     for i in range(200):
         (source / f"f{i:04d}").write_bytes(os.urandom(4096))
     emulator = emulator_factory()
-    mount = mount_factory("vagon", emulator=emulator)
+    # uploads wait for the sync below: with the tests' short delay, files
+    # closed first would start uploading while a slow machine's rsync still
+    # copies, and their requests would count as rsync's
+    mount = mount_factory("vagon", emulator=emulator, options=("--write-back-delay", "1h"))
     with slow_link(emulator) as round_trips:
         sh(f"rsync -a {source}/ {mount.path}/shared/up/")
         # the destination's lookup and its mkdir (the kernel's lookup before
@@ -158,7 +161,7 @@ def test_rsync_up_of_200_small_files_returns_without_the_store_and_uploads_them_
         # both on the connection the mount opened before it was offered: over
         # a real link a new one would add its handshake's round trip
         assert emulator.stats()["connections"] == 1
-        mount.wait_uploaded()
+        vagonfs("sync", str(mount.path), "--timeout", "120", timeout=150)
         # each file's create, part and complete one after another, 32 files
         # at once (uploads.MAX_PARALLEL_UPLOADS): 20 measured, 58 with 8
         assert round_trips() <= 24
