@@ -19,7 +19,7 @@ import trio
 import trio.testing
 
 from vagonfs.cache.blocks import BLOCK_SIZE
-from vagonfs.cache.uploads import Pending
+from vagonfs.cache.upload_states import Pending
 from vagonfs.core.fs import Filesystem, FsOptions
 from vagonfs.core.inodes import ROOT_INODE, Node
 from vagonfs.errors import FsError

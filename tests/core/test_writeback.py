@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from vagonfs.cache.spool import Spool
-from vagonfs.cache.uploads import Pending, State
+from vagonfs.cache.upload_states import Pending, State
 from vagonfs.core.fs import Filesystem
 from vagonfs.core.inodes import ROOT_INODE, Node
 from vagonfs.errors import NoSpace, RemoteIOError

@@ -163,7 +163,7 @@ def test_rsync_up_of_200_small_files_returns_without_the_store_and_uploads_them_
         assert emulator.stats()["connections"] == 1
         vagonfs("sync", str(mount.path), "--timeout", "120", timeout=150)
         # each file's create, part and complete one after another, 32 files
-        # at once (uploads.MAX_PARALLEL_UPLOADS): 20 measured, 58 with 8
+        # at once (upload_schedule.MAX_PARALLEL_UPLOADS): 20 measured, 58 with 8
         assert round_trips() <= 24
         assert emulator.stats()["requests"] == {
             "vagon.files": 1, "vagon.create": 201, "s3.part_put": 200, "vagon.complete": 200}

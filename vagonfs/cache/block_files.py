@@ -10,40 +10,28 @@ file is what a small object costs most (an inode's allocation, a large share
 of what a small file copied down costs: a second file per object for its
 index made ``rsync`` of many small files down slower).
 
-An index record says "block ``i`` holds this many bytes with this checksum"
-(or that it is gone); it is appended only after the block's bytes are
-written, and carries its own checksum and ``data_end``, so the last record
-of a file says where its index starts. A record torn or lost by a crash means
-"not cached", never a wrong block; a file whose last record is torn is
-dropped whole. The block's checksum (xxh3-64, an order of magnitude faster
-than zlib's CRC-32, which would cost more than the disk read itself) is the
-block's as it came from the store: a block read back is served only if its
-length is what the file's size says and its checksum matches, so a block torn
-by a power cut or a full disk, or changed by anyone, is dropped and fetched
-again. An evicted block's range is punched out of its file (the disk space
-goes, the file keeps its size).
+A block is read back only as its index says (``vagonfs.cache.block_index``:
+the records after ``data_end``, and why a crash never serves a wrong block).
+An evicted block's range is punched out of its file (the disk space goes, the
+file keeps its size).
 
 Blocks are read and written in worker threads; index records and punches
-are small and also done on the trio thread. Appends to an index take one
-lock (``_appending``), so writer threads never interleave records.
+are small and also done on the trio thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import errno
 import itertools
 import mmap
 import os
 import shutil
-import struct
-import threading
-import time
 from pathlib import Path
 
 import xxhash
 
+from vagonfs.cache import block_index
 from vagonfs.runtime.buffers import ALIGN, aligned_buffer, open_direct
 
 
@@ -52,14 +40,8 @@ BlockId = tuple[str, int]  # (object id, block index)
 Buffer = bytes | bytearray | memoryview
 
 _SUFFIX = ".blocks"
-# block index, length (0: the block is gone), block checksum, when written
-# (ns, the order of eviction after a restart), where the index starts, then
-# the xxh3 of those fields
-_RECORD = struct.Struct("<IIQQQ")
 CACHEDIR_TAG = "CACHEDIR.TAG"
 _CACHEDIR_SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"  # bford.info/cachedir
-_RECORD_SIZE = _RECORD.size + 8
-_appending = threading.Lock()
 _PUNCH_HOLE = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE (linux/falloc.h)
 
 # os has no fallocate(2) with a mode; the C library's is called directly
@@ -94,11 +76,11 @@ def stored_blocks(root: Path) -> list[tuple[int, BlockId, int, int]]:
         elif entry.name == CACHEDIR_TAG:
             continue
         elif ext == _SUFFIX:
-            blocks, records, data_end = read_index(entry.path)
+            blocks, records, data_end = block_index.read_index(entry.path)
             if not blocks:
                 unlink_object(root, obj)
             elif len(blocks) < records:
-                rewrite_index(entry.path, blocks, data_end)
+                block_index.rewrite_index(entry.path, blocks, data_end)
             found += [(stamp, (obj, index), size, checksum)
                       for index, (size, checksum, stamp) in blocks.items()]
         else:
@@ -122,37 +104,6 @@ def unlink_object(root: Path, obj: str) -> None:
         pass
 
 
-def record(index: int, size: int, checksum: int, end: int, stamp: int | None = None) -> bytes:
-    fields = _RECORD.pack(index, size, checksum, time.time_ns() if stamp is None else stamp, end)
-    return fields + xxhash.xxh3_64_digest(fields)
-
-
-def _append(fd: int, records: bytes, end: int) -> None:
-    """Records after the file's last one (the first at ``end``). ``fd`` is
-    opened without ``O_DIRECT``: records are not aligned."""
-    with _appending:
-        at = max(os.fstat(fd).st_size, end)
-        if os.pwrite(fd, records, at) != len(records):
-            os.ftruncate(fd, at)  # a part of a record would put every later one out of step
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-
-def _last_record_end(fd: int) -> int | None:
-    """``data_end`` as the file's last record says, if it is whole."""
-    size = os.fstat(fd).st_size
-    if size < _RECORD_SIZE:
-        return None
-    parsed = _parse(os.pread(fd, _RECORD_SIZE, size - _RECORD_SIZE))
-    return None if parsed is None else parsed[4]
-
-
-def _parse(raw: bytes) -> tuple[int, int, int, int, int] | None:
-    fields = raw[:_RECORD.size]
-    if len(raw) != _RECORD_SIZE or raw[_RECORD.size:] != xxhash.xxh3_64_digest(fields):
-        return None
-    return _RECORD.unpack(fields)
-
-
 def punch(fd: int, offset: int, length: int) -> None:
     if _libc.fallocate(fd, _PUNCH_HOLE, offset, length) != 0:
         code = ctypes.get_errno()
@@ -169,10 +120,10 @@ def forget_block(root: Path, block: BlockId) -> None:
     except FileNotFoundError:
         return
     try:
-        end = _last_record_end(fd)
+        end = block_index.last_record_end(fd)
         if end is not None:
             try:
-                _append(fd, record(index, 0, 0, end), end)
+                block_index.append(fd, block_index.record(index, 0, 0, end), end)
             except OSError:
                 pass
         punch(fd, index * BLOCK_SIZE, BLOCK_SIZE)
@@ -217,7 +168,7 @@ def _write_object_blocks(root: Path, obj: str, blocks: list[tuple[int, Buffer]],
                 results.append(exc)
                 continue
             results.append(checksum)
-            records.append(record(index, len(data), checksum, end))
+            records.append(block_index.record(index, len(data), checksum, end))
         if records:
             try:
                 _append_records(path, fd, direct, b"".join(records), end)
@@ -233,11 +184,11 @@ def _write_object_blocks(root: Path, obj: str, blocks: list[tuple[int, Buffer]],
 
 def _append_records(path: str, fd: int, direct: bool, records: bytes, end: int) -> None:
     if not direct:
-        _append(fd, records, end)
+        block_index.append(fd, records, end)
         return
     buffered = os.open(path, os.O_WRONLY)
     try:
-        _append(buffered, records, end)
+        block_index.append(buffered, records, end)
     finally:
         os.close(buffered)
 
@@ -319,48 +270,3 @@ def _read_block(fd: int, block: BlockId, length: int,
     if xxhash.xxh3_64_intdigest(data) != checksum:
         return None, "does not match its checksum"
     return data, ""
-
-
-def read_index(path: str) -> tuple[dict[int, tuple[int, int, int]], int, int]:
-    """The blocks an object's index says are whole, by index: (size, checksum,
-    when written); how many records it holds; and where it starts. A torn or
-    damaged record is skipped: its block counts as not cached. A file whose
-    last record is torn has no index found."""
-    blocks: dict[int, tuple[int, int, int]] = {}
-    with open(path, "rb") as fh:
-        end = _last_record_end(fh.fileno())
-        if end is None:
-            return blocks, 0, 0
-        fh.seek(end)
-        raw = fh.read()
-    for at in range(0, len(raw) - _RECORD_SIZE + 1, _RECORD_SIZE):
-        parsed = _parse(raw[at:at + _RECORD_SIZE])
-        if parsed is None:
-            continue
-        index, size, checksum, stamp, _ = parsed
-        if size:
-            blocks[index] = (size, checksum, stamp)
-        else:
-            blocks.pop(index, None)
-    return blocks, -(-len(raw) // _RECORD_SIZE), end
-
-
-def rewrite_index(path: str, blocks: dict[int, tuple[int, int, int]], end: int) -> None:
-    """The index with one record per whole block, written over the old one
-    (best effort: the old one serves as well, only longer). A crash half-way
-    leaves old records after the new ones: each still says what its block
-    was, and a block since punched out fails its checksum."""
-    records = b"".join(record(index, size, checksum, end, stamp)
-                       for index, (size, checksum, stamp) in blocks.items())
-    try:
-        fd = os.open(path, os.O_WRONLY)
-    except OSError:
-        return
-    try:
-        with _appending:
-            if os.pwrite(fd, records, end) == len(records):
-                os.ftruncate(fd, end + len(records))
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

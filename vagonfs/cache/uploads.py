@@ -1,44 +1,12 @@
 """The upload queue (write-back): closed files wait ``--write-back-delay``, then upload.
 
-(Over 350 lines on purpose: the states below and every transition between them
-are one machine, read best in one place; the journal is apart, in ``journal``.)
-
-States of a written file, and what a crash leaves at each::
-
-    open ──close──▶ queued ──delay──▶ uploading ──confirmed──▶ (gone)
-      │ ▲             ▲                 │  │
-      │ │             └─── transient ───┤  └─ a writer still has it open ──▶ synced
-      │ │                               ├── refused for good ──▶ failed         │
-      │ │                               └── its spool unreadable ──▶ lost       │
-      │ └──────────── a write (the same spool; a copy while uploading) ─────────┘
-      ├─ fsync ──▶ uploading, at once
-      └─ data in a spool file only (lost on a crash only if never flushed)
-
-- A file stays writable for as long as it is open: ``fsync`` uploads what is
-  written so far and the file goes on ``synced`` (its spool kept as the base
-  of the next writes, nothing to upload). A later write makes it ``open``
-  again in the same spool, or, while an upload still reads that spool, in a
-  copy (copy on write); that new content uploads only after the older upload
-  of the same file has settled, so the store never ends up with the older
-  content. The last close of a ``synced`` file drops its spool.
-- ``flush`` (every ``close(2)``) writes the file's journal record (which
-  path, which spool, which version its content was made from: the base that
-  ``vagonfs.core.conflicts`` checks) before returning, so from
-  then on a ``kill -9``, a reboot or a long network outage loses nothing: the
-  next mount with the same cache dir reads the journal and finishes the
-  upload.
-- The journal (``vagonfs.cache.journal``) is one append-only log; a record
-  is closed only once the store confirmed the upload.
-- A file refused for good (quota, size limit, permission) stays ``failed``
-  with its spool kept under the cache dir; ``vagonfs status`` lists it and the
-  next ``fsync``/``close`` on it returns the error.
-- A file whose spool is gone or unreadable (``LocalCopyLost``) can never be
-  sent: it goes ``lost`` at its first attempt, with one ERROR line, its journal
-  record closed (no later mount replays it) and no retry; ``vagonfs status``
-  lists it and ``fsync``/``close`` return EIO.
-- ``upload_all`` (``vagonfs sync``, unmount) starts every upload at once and
-  waits on each one's ``settled`` event, never polling: a retry replaces the
-  event, so the wait goes on to the retry's outcome.
+Every transition between the states a written file goes through is here, in
+one place; the states themselves, and what a crash leaves at each, are drawn
+in ``vagonfs.cache.upload_states``, and when an upload starts (or is tried
+again) is ``vagonfs.cache.upload_schedule``'s policy. ``upload_all``
+(``vagonfs sync``, unmount) starts every upload at once and waits on each
+one's ``settled`` event, never polling: a retry replaces the event, so the
+wait goes on to the retry's outcome.
 
 The queue knows nothing of stores, paths or inodes: it keys each file on an
 opaque, hashable key the filesystem core chose (its node), and the core hands it
@@ -52,66 +20,22 @@ callback on its opaque handle. Nothing here imports the core.
 from __future__ import annotations
 
 import contextlib
-import enum
-import heapq
-import itertools
 import logging
 import math
-from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic
 
 import trio
 
 from vagonfs.cache.journal import Journal
 from vagonfs.cache.spool import Spool, SpoolFiles
-from vagonfs.errors import (FileTooLarge, FsError, InvalidName, LocalCopyLost, NoSpace,
-                            PermissionDenied, ReadOnly)
+from vagonfs.cache.upload_schedule import PERMANENT, SendSlots, UploadSchedule, retry_delay
+from vagonfs.cache.upload_states import K, Pending, State, UploadFn
+from vagonfs.errors import FsError, LocalCopyLost
 from vagonfs.runtime import supervise
 
 log = logging.getLogger("vagonfs.upload")
-
-PERMANENT = (NoSpace, FileTooLarge, PermissionDenied, InvalidName, ReadOnly)
-MAX_PARALLEL_UPLOADS = 32  # files sending at once: a small one waits out three round trips
-HOLD_MAX = 30.0  # seconds an upload waits past its delay for the mount's writers to pause
-
-
-class State(enum.Enum):
-    OPEN = "open"
-    QUEUED = "queued"
-    UPLOADING = "uploading"
-    FAILED = "failed"
-    LOST = "lost"  # its spool is gone or unreadable: never uploaded, not retried
-    SYNCED = "synced"  # on the store; the spool kept while a writer has the file open
-
-
-K = TypeVar("K", bound=Hashable)  # the core's key for a file: compared by identity or value
-
-
-@dataclass(eq=False)
-class Pending(Generic[K]):
-    key: K
-    spool: Spool
-    state: State = State.OPEN
-    due: float = math.inf
-    attempts: int = 0
-    error: FsError | None = None
-    progress: int = 0
-    replaces: str = ""  # the version this content was made from, its base ("" new here)
-    settled: trio.Event = field(default_factory=trio.Event)
-    writing: bool = True  # a writer still has the file open (until ``closed``)
-    after: Pending[K] | None = None  # an older upload of the file, to land first
-
-    @property
-    def uploaded(self) -> bool:
-        """Settled without an error: on the store (or deleted meanwhile)."""
-        return self.settled.is_set() and self.error is None
-
-
-# uploads a pending content; answers the version it left on the store (None: nothing sent)
-UploadFn = Callable[[Pending[K], Callable[[int], None]], Awaitable["str | None"]]
-
 
 class UploadQueue(Generic[K]):
     """Protects: the pending map (key -> Pending); trio-thread only."""
@@ -120,19 +44,14 @@ class UploadQueue(Generic[K]):
                  path_of: Callable[[K], str], changed: Callable[[K, Pending[K] | None], None]):
         self.spools = SpoolFiles(root / "spool")
         self._journal = Journal(root / "journal")
-        self._delay = delay
+        self._schedule: UploadSchedule[Pending[K]] = UploadSchedule(delay)
         self._upload = upload
         self._path_of = path_of
         self._changed = changed  # the key's pending content, or None: it holds nothing
         self._pending: dict[K, Pending[K]] = {}
-        # (due, tie-breaker, pending) of every queueing, earliest first; an entry
-        # whose pending has moved on since is dropped when it comes to the top
-        self._queue: list[tuple[float, int, Pending[K]]] = []
-        self._queued_count = itertools.count()
         self._wakeup = trio.Event()
-        self._slots = trio.Semaphore(MAX_PARALLEL_UPLOADS)
+        self._slots = SendSlots()
         self._nursery: trio.Nursery | None = None  # the uploads', once ``run`` started
-        self._last_close = -math.inf  # when a writer last closed a file on this mount
 
     # -- what the filesystem tells the queue --------------------------------
 
@@ -209,8 +128,7 @@ class UploadQueue(Generic[K]):
         if pending.state is State.SYNCED:
             self._done(pending)
         elif pending.state is State.OPEN:
-            self._last_close = trio.current_time()
-            self._queue_at(pending, self._last_close + self._delay)
+            self._queue_at(pending, self._schedule.closed())
 
     async def upload_now(self, key: K) -> None:
         """``fsync``: upload at once and return when the store confirmed it."""
@@ -322,42 +240,20 @@ class UploadQueue(Generic[K]):
 
     def _queue_at(self, pending: Pending[K], due: float) -> None:
         pending.state, pending.due = State.QUEUED, due
-        heapq.heappush(self._queue, (due, next(self._queued_count), pending))
+        self._schedule.push(pending, due)
         self._wakeup.set()
 
     def _start_due(self) -> float:
-        """Start the uploads whose time has come; when the next one starts.
-
-        Earliest first, from a heap: ``_starts_at`` never puts a later ``due``
-        before an earlier one, so the first that must wait ends the pass.
-        Scanning every pending file instead, at every close, was half of the
-        trio thread's time while ``rsync`` copied 1,000 small files."""
+        """Start the uploads whose time has come; when the next one starts."""
         now = trio.current_time()
-        while self._queue:
-            due, _, pending = self._queue[0]
-            if (pending.state is not State.QUEUED or pending.due != due
-                    or self._pending.get(pending.key) is not pending):
-                heapq.heappop(self._queue)  # started, rewritten or deleted since
-                continue
-            starts = self._starts_at(pending)
-            if starts > now:
-                return starts
-            heapq.heappop(self._queue)
+        while (pending := self._schedule.pop_due(now, self._queued)) is not None:
             self._start(pending)
-        return math.inf
+        return self._schedule.next_start(self._queued)
 
-    def _starts_at(self, pending: Pending[K]) -> float:
-        """When a queued upload starts: its delay after its close, held while
-        other files are still being closed on the mount (a copy under way),
-        at most ``HOLD_MAX`` longer. The copy's requests and the uploads share
-        the one trio thread, and an upload's HTTP calls cost more of it than
-        the small file's FUSE requests: with ``rsync -a`` of many small files
-        the copy returns about twice as soon, and the last upload is
-        confirmed later, as the uploads no longer overlap the copy.
-        ``drain`` and ``fsync`` start uploads at once."""
-        if pending.due <= 0:
-            return pending.due
-        return max(pending.due, min(self._last_close + self._delay, pending.due + HOLD_MAX))
+    def _queued(self, pending: Pending[K], due: float) -> bool:
+        """Still queued for ``due``: not started, rewritten or deleted since."""
+        return (pending.state is State.QUEUED and pending.due == due
+                and self._pending.get(pending.key) is pending)
 
     def _start(self, pending: Pending[K]) -> None:
         if self._nursery is None:
@@ -371,31 +267,19 @@ class UploadQueue(Generic[K]):
         if pending.after is not None:  # an older content of this file lands first
             await pending.after.settled.wait()
             pending.after = None
-        # a slot bounds the uploads sending bytes; one that has sent them all
-        # and waits for the store's confirmation (Vagon's complete, the tenant
-        # listing) gives its slot to the next file
-        await self._slots.acquire()
-        holding = True
+        async with self._slots.held() as release:
 
-        def release() -> None:
-            nonlocal holding
-            if holding:
-                holding = False
-                self._slots.release()
+            def progress(done: int) -> None:
+                pending.progress = done
+                if done >= pending.spool.size:
+                    release()
 
-        def progress(done: int) -> None:
-            pending.progress = done
-            if done >= pending.spool.size:
-                release()
-
-        pending.attempts += 1
-        try:
-            version = await self._upload(pending, progress)
-        except Exception as exc:  # noqa: BLE001 - wakes the fsync with its errno
-            self._failed(pending, path, exc)
-            return
-        finally:
-            release()
+            pending.attempts += 1
+            try:
+                version = await self._upload(pending, progress)
+            except Exception as exc:  # noqa: BLE001 - wakes the fsync with its errno
+                self._failed(pending, path, exc)
+                return
         log.info("uploaded %s (%d bytes)", path, pending.spool.size)
         pending.error = None
         self._drop_record(pending)
@@ -453,7 +337,7 @@ class UploadQueue(Generic[K]):
                           path, error, pending.spool.path)
             pending.settled.set()
             return
-        delay = min(300.0, 2.0 * 2 ** pending.attempts)
+        delay = retry_delay(pending.attempts)
         if not told:
             log.warning("upload of %s failed (%s); retrying in %.0f s", path, error, delay)
         self._queue_at(pending, trio.current_time() + delay)

@@ -43,7 +43,7 @@ from vagonfs.cache.blocks import BlockCache
 from vagonfs.cache.reader import Reader
 from vagonfs.cache.spool import Spool
 from vagonfs.cache.store_ahead import KernelPages
-from vagonfs.cache.uploads import State
+from vagonfs.cache.upload_states import State
 from vagonfs.core import symlinks
 from vagonfs.core.attrs import LocalAttrs
 from vagonfs.core.capacity import FsStats, KnownCapacity

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar, overload
 from vagonfs.remote.base import Entry
 
 if TYPE_CHECKING:  # the upload queue's record; only its type, as the queue knows no node
-    from vagonfs.cache.uploads import Pending
+    from vagonfs.cache.upload_states import Pending
 
 ROOT_INODE = 1  # what FUSE calls the mount's root
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from vagonfs.cache.reader import Reader
 from vagonfs.cache.spool import Spool
-from vagonfs.cache.uploads import Pending, State, UploadQueue
+from vagonfs.cache.upload_states import Pending, State
+from vagonfs.cache.uploads import UploadQueue
 from vagonfs.core.attrs import LocalAttrs
 from vagonfs.core.conflicts import Conflicts
 from vagonfs.core.inodes import Node

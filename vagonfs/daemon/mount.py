@@ -45,7 +45,7 @@ import pyfuse3
 import trio
 
 from vagonfs.cache.reader import MAX_INFLIGHT_BYTES
-from vagonfs.cache.uploads import State
+from vagonfs.cache.upload_states import State
 from vagonfs.config import MountOptions
 from vagonfs.control.channel import EXIT_UPLOADS_LEFT
 from vagonfs.control.mounttable import is_mounted

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from vagonfs.cache.uploads import Pending
+    from vagonfs.cache.upload_states import Pending
     from vagonfs.config import MountOptions
     from vagonfs.core.fs import Filesystem
     from vagonfs.core.inodes import Node
