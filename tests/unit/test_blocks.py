@@ -3,14 +3,18 @@ never serving a block that is not what was stored."""
 
 from __future__ import annotations
 
+import collections
 import errno
 import os
 import subprocess
+import threading
 
 import trio
 
 from vagonfs.cache import block_files, blocks
 from vagonfs.cache.blocks import BLOCK_SIZE, BlockCache, object_id
+
+from support import until
 
 
 SIZE = 64 * BLOCK_SIZE  # the objects' size, unless a test says otherwise
@@ -226,3 +230,49 @@ def test_the_blocks_folder_is_tagged_for_backup_tools_and_the_spools_are_not(tmp
                            check=True, timeout=30).stdout.decode().split()
     assert "./spool/not-uploaded" in names
     assert not any(name.endswith(".blocks") for name in names)
+
+
+def test_a_block_loaded_again_while_its_first_load_runs_on_is_not_lost(tmp_path, monkeypatch):
+    """A window's load reads X, X leaves memory, a reader loads X again,
+    then the window's load ends: it must leave the second load's wait alone
+    (it once popped it, and the second load's arrival then killed the mount)."""
+    obj = object_id("key", "v1")
+    x, y, z = (obj, 0), (obj, 1), (obj, 2)
+    gates = {(y, 1): threading.Event(), (x, 2): threading.Event()}
+    reads = collections.Counter()
+    read_block = block_files._read_block
+
+    def gated(fd, block, length, checksum):  # in the loading threads
+        reads[block] += 1
+        gate = gates.get((block, reads[block]))
+        if gate is not None:
+            gate.wait(10)
+        return read_block(fd, block, length, checksum)
+
+    async def main():
+        cache = BlockCache(tmp_path, SIZE)
+        for block in (x, y, z):
+            await put(cache, block, bytearray([block[1]]) * BLOCK_SIZE)
+        monkeypatch.setattr(blocks, "_HOT_BYTES", BLOCK_SIZE)  # memory holds one block
+        monkeypatch.setattr(block_files, "_read_block", gated)
+        again = BlockCache(tmp_path, SIZE)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(again.load_run, [(x, BLOCK_SIZE), (y, BLOCK_SIZE)])
+            await until(lambda: again.get(x) is not None)  # y's read waits at its gate
+            assert await again.load(z, BLOCK_SIZE) is not None  # x leaves memory
+            assert again.on_disk_only(x)
+            second: list = []
+
+            async def load_x() -> None:
+                second.append(await again.load(x, BLOCK_SIZE))
+
+            nursery.start_soon(load_x)  # its read waits at its gate
+            await until(lambda: reads[x] == 2)
+            gates[(y, 1)].set()  # the window's load ends
+            await until(lambda: again.get(y) is not None)
+            await trio.sleep(0.05)  # the subject: the first load's end has run
+            assert not second  # still waiting for its own read
+            gates[(x, 2)].set()
+        assert second and bytes(second[0][:1]) == b"\x00"
+
+    trio.run(main)

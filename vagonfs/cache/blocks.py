@@ -281,6 +281,8 @@ class BlockCache:
         being loaded already are left out."""
         wanted: list[tuple[BlockId, int, int]] = []
         asked: dict[BlockId, tuple[int, int]] = {}  # the index entry each was read for
+        events: dict[BlockId, trio.Event] = {}  # this run's: a block read, evicted and
+        # asked again has a second run's event in ``_loading`` by the time this one ends
         for block, length in blocks:
             entry = self._index.get(block)
             if entry is None or block in self._loading:
@@ -290,12 +292,19 @@ class BlockCache:
                 self._drop_bad(block, entry, f"holds {entry[0]} bytes where the file's "
                                              f"size says {length}")
                 continue
-            self._loading[block] = trio.Event()
+            self._loading[block] = events[block] = trio.Event()
             wanted.append((block, length, entry[1]))
             asked[block] = entry
         if not wanted:
             return
         token = trio.lowlevel.current_trio_token()
+
+        def done(block: BlockId) -> None:
+            event = events.pop(block, None)
+            if event is not None:
+                if self._loading.get(block) is event:
+                    del self._loading[block]
+                event.set()
 
         def arrived(block: BlockId, data: bytes | None, problem: str) -> None:
             """On the trio thread, as each block is read."""
@@ -305,17 +314,15 @@ class BlockCache:
                     loaded(block, data)
             else:
                 self._drop_bad(block, asked[block], problem)
-            self._loading.pop(block).set()
+            done(block)
 
         try:
             await threads.run_sync(
                 block_files.read_blocks, self.root, wanted,
                 lambda *result: token.run_sync_soon(arrived, *result), limiter=self._readers)
         finally:  # the thread failed before reaching them (or we were cancelled)
-            for block, _, _ in wanted:
-                event = self._loading.pop(block, None)
-                if event is not None:
-                    event.set()
+            for block in list(events):
+                done(block)
 
     def _drop_bad(self, block: BlockId, entry: tuple[int, int], problem: str) -> None:
         """A block that did not pass on reading: out of the index and memory,
