@@ -11,7 +11,8 @@ import os
 
 import trio
 
-from vagonfs.cache.blocks import Buffer
+from vagonfs.cache.blocks import Buffer, object_id
+from vagonfs.cache.store_ahead import Loader
 from vagonfs.core.fs import Filesystem, FsOptions
 from vagonfs.core.inodes import ROOT_INODE
 
@@ -27,10 +28,12 @@ class RecordedPages:
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
+        self.sent: dict[tuple[int, int], Buffer | Loader] = {}  # (ino, block): what
 
-    def store(self, ino: int, offset: int, data: Buffer) -> bool:
-        assert offset % MiB == 0 and len(data) <= MiB
+    def store(self, ino: int, offset: int, length: int, data: Buffer | Loader) -> bool:
+        assert offset % MiB == 0 and length <= MiB
         self.calls.append(("store", ino, offset // MiB))
+        self.sent[ino, offset // MiB] = data
         return True
 
     def drop(self, ino: int) -> trio.Event:
@@ -43,10 +46,13 @@ class RecordedPages:
         return sorted(c[2] for c in self.calls if c[0] == "store" and c[1] == ino)
 
 
-def with_pages(cache, test, size: int = 16 * MiB, **options) -> None:
-    """``test(fs, pages)`` on a filesystem whose store holds ``f`` of ``size`` bytes."""
-    store = MemoryStore()
-    store.put("f", os.urandom(size))
+def with_pages(cache, test, size: int = 16 * MiB, store: MemoryStore | None = None,
+               **options) -> None:
+    """``test(fs, pages)`` on a filesystem whose store holds ``f`` of ``size``
+    bytes (or on ``store``)."""
+    if store is None:
+        store = MemoryStore()
+        store.put("f", os.urandom(size))
 
     async def body() -> None:
         pages = RecordedPages()
@@ -119,6 +125,43 @@ def test_a_handle_read_in_1_mib_reads_stores_nothing(tmp_path):
         fs.release(fh)
 
     with_pages(tmp_path, test, 24 * MiB)
+
+
+def test_a_file_in_the_disk_cache_is_stored_from_disk_at_any_read_size(tmp_path):
+    """Blocks only in the disk cache are stored by the sending thread, which
+    reads them (a loader): not loaded into memory first, and also at 1 MiB
+    FUSE reads, where storing blocks held in memory is not done."""
+    store = MemoryStore()
+    data = os.urandom(24 * MiB)
+    store.put("f", data)
+
+    async def cold(fs: Filesystem, pages: RecordedPages) -> None:
+        fh, _ = await open_file(fs, "f")
+        await read_in_order(fs, fh, range(24), MiB)
+        await until(lambda: fs.blocks.used_bytes == len(data))  # all on disk
+        assert pages.calls == []
+        fs.release(fh)
+
+    async def warm(fs: Filesystem, pages: RecordedPages) -> None:  # a new mount's cache
+        fh, node = await open_file(fs, "f")
+        await read_in_order(fs, fh, range(10), MiB)
+        await until(lambda: 16 in pages.stored(node.ino))
+        stored = pages.stored(node.ino)
+        obj = object_id(store.cache_key(node.entry.key), node.entry.version)
+        # windows 2, 3-4, 5-8, 9-16: each middle block is left for a FUSE read
+        assert {3, 5, 6, 8, 9, 10, 11, 12, 14, 15, 16} <= set(stored), stored
+        assert not {4, 7, 13} & set(stored), stored
+        for index in stored:
+            load = pages.sent[node.ino, index]
+            assert callable(load)
+            if index >= 10:  # not loaded into memory (the test's own reads loaded 0-9)
+                assert fs.blocks.get((obj, index)) is None
+            got = await trio.to_thread.run_sync(load)
+            assert bytes(got) == data[index * MiB:(index + 1) * MiB]
+        fs.release(fh)
+
+    with_pages(tmp_path, cold, store=store)
+    with_pages(tmp_path, warm, store=store)
 
 
 def test_nothing_is_stored_for_a_file_open_for_writing(tmp_path):

@@ -258,6 +258,20 @@ def read_blocks(root: Path, blocks: list[tuple[BlockId, int, int]], arrived) -> 
             os.close(fd)
 
 
+def read_block(root: Path, block: BlockId, length: int, checksum: int) -> bytes | None:
+    """In a worker thread: one block's bytes if whole and unchanged, else None
+    (evicted or damaged meanwhile: whoever reads it next through the cache
+    finds out which, and drops it)."""
+    try:
+        fd = os.open(object_path(root, block[0]), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return _read_block(fd, block, length, checksum)[0]
+    finally:
+        os.close(fd)
+
+
 def _read_block(fd: int, block: BlockId, length: int,
                 checksum: int) -> tuple[bytes | None, str]:
     """The block's bytes if whole and unchanged, else why not."""

@@ -260,29 +260,35 @@ class BlockCache:
     def on_disk_only(self, block: BlockId) -> bool:
         return block in self._index and block not in self._hot and block not in self._loading
 
+    def disk_reader(self, block: BlockId, length: int) -> Callable[[], bytes | None] | None:
+        """For a block only on disk as ``length`` bytes (else None), a call for a worker thread
+        that reads and checks it (None if gone or damaged by then), kept nowhere here."""
+        entry = self._index.get(block)
+        if entry is None or entry[0] != length or not self.on_disk_only(block):
+            return None
+        self._index.move_to_end(block)
+        return functools.partial(block_files.read_block, self.root, block, length, entry[1])
+
     async def load(self, block: BlockId, length: int) -> Buffer | None:
         """A block from disk, checked, now in memory; None when it is not
         there or did not pass (then it is dropped, to be fetched again).
         Loads of one block at the same time read it once."""
-        loading = self._loading.get(block)
-        if loading is not None:
+        if (loading := self._loading.get(block)) is not None:
             await loading.wait()
             return self.get(block)
         await self.load_run([(block, length)])
         return self._hot.get(block)
 
-    async def load_run(self, blocks: list[tuple[BlockId, int]],
-                       loaded: Callable[[BlockId, Buffer], None] | None = None) -> None:
+    async def load_run(self, blocks: list[tuple[BlockId, int]]) -> None:
         """Blocks of one object (with their lengths) from disk into memory, in
         one worker-thread trip; each is in memory for its readers as soon as it
-        is read and checked, and then given to ``loaded``, on the trio thread.
-        A read-ahead window of a cached file comes in one trip: a trip per
-        block cost the trio thread more than the reads. Blocks not on disk or
-        being loaded already are left out."""
+        is read and checked. A read-ahead window of a cached file comes in one
+        trip: a trip per block cost the trio thread more than the reads.
+        Blocks not on disk or being loaded already are left out."""
         wanted: list[tuple[BlockId, int, int]] = []
         asked: dict[BlockId, tuple[int, int]] = {}  # the index entry each was read for
-        events: dict[BlockId, trio.Event] = {}  # this run's: a block read, evicted and
-        # asked again has a second run's event in ``_loading`` by the time this one ends
+        # this run's (a block read, evicted and asked again may have another's in _loading)
+        events: dict[BlockId, trio.Event] = {}
         for block, length in blocks:
             entry = self._index.get(block)
             if entry is None or block in self._loading:
@@ -300,18 +306,14 @@ class BlockCache:
         token = trio.lowlevel.current_trio_token()
 
         def done(block: BlockId) -> None:
-            event = events.pop(block, None)
-            if event is not None:
+            if (event := events.pop(block, None)) is not None:
                 if self._loading.get(block) is event:
                     del self._loading[block]
                 event.set()
 
-        def arrived(block: BlockId, data: bytes | None, problem: str) -> None:
-            """On the trio thread, as each block is read."""
+        def arrived(block: BlockId, data: bytes | None, problem: str) -> None:  # trio thread
             if data is not None:
                 self._hot[block] = data
-                if loaded is not None:
-                    loaded(block, data)
             else:
                 self._drop_bad(block, asked[block], problem)
             done(block)

@@ -30,8 +30,9 @@ the reader's own asks, instead of only at the reader's tripwire, where the
 link had sat idle for round trips once every window.
 
 Blocks read ahead also go to the kernel's page cache for the handle's file
-(store-ahead, ``cache/store_ahead.py``) while the handle's FUSE reads are
-small, but for each window's middle block (its *tripwire*) and for blocks a
+(store-ahead, ``cache/store_ahead.py``): those from the disk cache read by
+the thread that stores them, those just received while the handle's FUSE
+reads are small; but for each window's middle block (its *tripwire*) and for blocks a
 FUSE read is already waiting for: the reader's FUSE read of the tripwire is
 how the cursor learns where a reader served by the page cache has got to.
 
@@ -180,32 +181,56 @@ class Reader:
             return False
         self.fetches.start_missing(entry, obj, start, start + count - 1, counted=True,
                                    cursor=state)
-        cached = [((obj, index), block_length(entry, index))
-                  for index in range(start, start + count)
-                  if self._cache.on_disk_only((obj, index))]
-        if cached:  # from disk to memory now, each block then to the kernel's page cache
-            supervise.spawn(self._nursery, f"read {entry.name} from the cache",
-                            self._cache.load_run, cached,
-                            lambda block, data: self._offer(state, obj, block[1], data))
         state.tripwires = {t for t in state.tripwires if t > last} | {start + count // 2}
+        loads = []
         for index in range(start, start + count):
-            if (data := self._cache.get((obj, index))) is not None:
+            block, length = (obj, index), block_length(entry, index)
+            if self._cache.on_disk_only(block):
+                if not self._store_from_disk(state, block, length):
+                    loads.append((block, length))
+            elif (data := self._cache.get(block)) is not None:
                 self._offer(state, obj, index, data)
+        if loads:  # from disk to memory now, for the reader's FUSE reads
+            supervise.spawn(self._nursery, f"read {entry.name} from the cache",
+                            self._cache.load_run, loads)
         state.ahead_to = start + count
         widest = SLOW_LINK_WINDOW_BLOCKS if self.fetches.shown_slow else MAX_WINDOW_BLOCKS
         state.window = min(2 * state.window, widest)
         return True
 
-    def _offer(self, state: ReadState, obj: str, index: int, data: Buffer) -> None:
-        """Store-ahead, but for the window's middle block: a read the kernel
+    def _store_into(self, state: ReadState, obj: str, index: int,
+                    from_disk: bool = False) -> int | None:
+        """The inode whose page cache takes block ``index`` ahead of this
+        reader, or None. Never the window's middle block: a read the kernel
         answers from its page cache never reaches this cursor, so that block
         is left for a FUSE read, which moves the cursor on and asks for the
-        next window while half of this one is still ahead of the reader."""
-        if (state.store_to is not None and gains(state.largest_read)
+        next window while half of this one is still ahead of the reader. A
+        block in memory only while the handle's reads are small (``gains``);
+        one from disk at any size, as its sender does all its work."""
+        if (state.store_to is not None and (from_disk or gains(state.largest_read))
                 and index not in state.tripwires and (obj, index) not in self._awaited):
-            ino = state.store_to()
-            if ino is not None:
-                self.store_ahead.offer(obj, ino, index, data)
+            return state.store_to()
+        return None
+
+    def _offer(self, state: ReadState, obj: str, index: int, data: Buffer) -> None:
+        """Store-ahead of a block in memory."""
+        if (ino := self._store_into(state, obj, index)) is not None:
+            self.store_ahead.offer(obj, ino, index, len(data), data)
+
+    def _store_from_disk(self, state: ReadState, block: tuple[str, int], length: int) -> bool:
+        """Store-ahead of a block only on disk, read by the thread that sends
+        it; it is not loaded into memory here. False when it is not stored
+        (the caller loads it for the reader's FUSE reads)."""
+        ino = self._store_into(state, *block, from_disk=True)
+        read = self._cache.disk_reader(block, length) if ino is not None else None
+        if ino is None or read is None:
+            return False
+
+        def load() -> bytes | None:  # in the sending thread
+            return None if block in self._awaited else read()
+
+        self.store_ahead.offer(block[0], ino, block[1], length, load)
+        return True
 
     def _keep_link_busy(self, state: ReadState, entry: Entry, obj: str) -> None:
         """One of a cursor's GETs brought all its blocks: over a link where

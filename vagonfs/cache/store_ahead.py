@@ -3,10 +3,13 @@
 pyfuse3 answers each FUSE read on the trio thread with the GIL held, so
 reads that reach the daemon are capped by that hand-over however fast the
 bytes arrive. A page already in the kernel's page cache is read without a
-FUSE request, when the file's open kept the cache. So a block the reader has
-in memory ahead of a handle's position (received by read-ahead, or loaded
-from the block cache for it) is also given to the kernel for that file's
-inode, and the reader finds it there.
+FUSE request, when the file's open kept the cache. So a block read ahead of
+a handle's position (received, or in the block cache) is also given to the
+kernel for that file's inode, and the reader finds it there. A block that is
+only on the disk cache is not loaded into memory for that: the thread that
+sends it reads it (a ``Loader``), so a cached file's blocks go from the cache
+file to the kernel in one worker thread each, without a trip through the
+trio thread, and take no room in the daemon's memory.
 
 What is stored, and when it is dropped, keeps the page cache to one version
 of a file, as the block cache is:
@@ -20,10 +23,13 @@ of a file, as the block cache is:
   upload found another, or the file was deleted), their pages are dropped
   before anything more is stored for them.
 
-Only a handle whose FUSE reads are small stores ahead (:func:`gains`): the
-hand-over it spares is paid once per FUSE read, so it weighs eight times
-more per byte at the kernel's default 128 KiB read-ahead than at the 1 MiB a
-root mount sets, where storing costs more than it spares (docs/BENCHMARKS.md).
+Blocks held in memory (just received) are stored only for a handle whose
+FUSE reads are small (:func:`gains`): the hand-over it spares is paid once per
+FUSE read, so it weighs eight times more per byte at the kernel's default
+128 KiB read-ahead than at the 1 MiB a root mount sets, where storing them
+cost more than it spared. Blocks from the disk cache are stored at any read
+size: their sender reads and stores each without the trio thread, and a warm
+read at 1 MiB gained (docs/BENCHMARKS.md).
 
 A page the kernel drops under memory pressure is simply read again through
 FUSE. Sending is the FUSE adapter's (``vagonfs.daemon.kernel_pages``): this layer
@@ -32,6 +38,7 @@ knows it only as :class:`KernelPages`, and without one stores nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import cachetools
@@ -53,9 +60,16 @@ def gains(largest_read: int) -> bool:
     return largest_read < LARGE_READ
 
 
+# called in the sending thread: the block's bytes, or None when there is
+# nothing to send any more (gone from the disk cache, damaged, or being read
+# through FUSE by now)
+Loader = Callable[[], Buffer | None]
+
+
 class KernelPages(Protocol):
-    def store(self, ino: int, offset: int, data: Buffer) -> bool:
-        """Queue ``data`` for ``ino``'s page cache; False when it was refused."""
+    def store(self, ino: int, offset: int, length: int, data: Buffer | Loader) -> bool:
+        """Queue ``length`` bytes (``data``, or what it loads) for ``ino``'s
+        page cache; False when it was refused."""
 
     def drop(self, ino: int) -> trio.Event:
         """Drop ``ino``'s page cache after what was queued; set once done."""
@@ -75,9 +89,11 @@ class StoreAhead:
         self._pages = pages
         self._stored: cachetools.LRUCache[int, set[str]] = cachetools.LRUCache(self.REMEMBERED)
 
-    def offer(self, obj: str, ino: int, index: int, data: Buffer) -> None:
-        """Block ``index`` of ``obj`` is in memory ahead of a reader of ``ino``."""
-        if self._pages is not None and self._pages.store(ino, index * BLOCK_SIZE, data):
+    def offer(self, obj: str, ino: int, index: int, length: int, data: Buffer | Loader) -> None:
+        """Block ``index`` of ``obj`` is ahead of a reader of ``ino``: in
+        memory, or to be loaded by the sender."""
+        if (self._pages is not None
+                and self._pages.store(ino, index * BLOCK_SIZE, length, data)):
             self._stored.setdefault(ino, set()).add(obj)
 
     def forget(self, obj: str) -> None:

@@ -48,6 +48,7 @@ import pyfuse3
 import trio
 
 from vagonfs.cache.blocks import Buffer
+from vagonfs.cache.store_ahead import Loader
 from vagonfs.runtime import supervise, threads
 
 log = logging.getLogger("vagonfs.fuse")
@@ -62,7 +63,8 @@ class _Store:
     ino: int
     generation: int
     offset: int
-    data: Buffer
+    length: int
+    data: Buffer | Loader
 
 
 class KernelPages:
@@ -90,19 +92,21 @@ class KernelPages:
         """Bytes queued or being sent: 0 once every store asked has landed."""
         return self._queued_bytes
 
-    def store(self, ino: int, offset: int, data: Buffer) -> bool:
-        """Queue ``data`` for the page cache of ``ino`` at ``offset``; False
-        when the queue is at its bound or the kernel refused store-ahead."""
+    def store(self, ino: int, offset: int, length: int, data: Buffer | Loader) -> bool:
+        """Queue ``length`` bytes for the page cache of ``ino`` at ``offset``:
+        ``data``, or what it loads in the sending thread. False when the
+        queue is at its bound or the kernel refused store-ahead."""
         if self._stopped:
             return False
-        if self._refused or self._queued_bytes + len(data) > self._bound:
+        if self._refused or self._queued_bytes + length > self._bound:
             self.counts["store_ahead_refused"] += 1
             return False
-        self._queued_bytes += len(data)
+        self._queued_bytes += length
         # a view of its own: the block cache may give the view it holds back
         # (``buffers.reuse`` releases that object) while this store waits, and
         # a live view of ours keeps the buffer from being received into again
-        self._queue.append(_Store(ino, self._generation[ino], offset, memoryview(data)))
+        held = data if callable(data) else memoryview(data)
+        self._queue.append(_Store(ino, self._generation[ino], offset, length, held))
         if self._senders < _SENDERS:
             self._senders += 1
             supervise.spawn(self._nursery, "store ahead", self._send_queued)
@@ -113,7 +117,7 @@ class KernelPages:
         being made have returned (a call after the close would use a session
         freed)."""
         self._stopped = True
-        self._queued_bytes -= sum(len(call.data) for call in self._queue)
+        self._queued_bytes -= sum(call.length for call in self._queue)
         self._queue.clear()
         while self._trips:
             await self._landed.park()
@@ -156,28 +160,32 @@ class KernelPages:
                     results = await self._trip(self._send, batch)
                 finally:
                     for call in batch:
-                        self._queued_bytes -= len(call.data)
+                        self._queued_bytes -= call.length
                         self._sending[call.ino] -= 1
                         if not self._sending[call.ino]:
                             del self._sending[call.ino]
                     self._landed.unpark_all()  # a drop may wait for these
                 for call, result in zip(batch, results):
-                    self._count("store", call.ino, len(call.data), result)
+                    self._count("store", call.ino, call.length, result)
         finally:
             self._senders -= 1
 
     def _send(self, batch: list[_Store]) -> list[int | None]:
         """In a worker thread: None for each store sent, else the errno it
-        failed with; -1 for one skipped because its inode's pages were
-        dropped since it was queued."""
+        failed with; -1 for one skipped: its inode's pages were dropped since
+        it was queued, or its loader had nothing to send."""
         results: list[int | None] = []
         for call in batch:
-            if self._generation[call.ino] != call.generation:
+            data = None
+            if self._generation[call.ino] == call.generation:
+                data = call.data() if callable(call.data) else call.data
+            # (again: a drop may have come while it was read)
+            if data is None or self._generation[call.ino] != call.generation:
                 results.append(-1)
                 continue
             try:
                 # takes any contiguous buffer (PyObject_GetBuffer), typed as bytes
-                pyfuse3.notify_store(call.ino, call.offset, call.data)  # type: ignore[arg-type]
+                pyfuse3.notify_store(call.ino, call.offset, data)  # type: ignore[arg-type]
             except OSError as exc:
                 results.append(exc.errno)
                 continue
