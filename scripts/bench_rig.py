@@ -310,12 +310,14 @@ def fuse_process(what: str, path: Path, argv: list[str]):
 
 
 @contextlib.contextmanager
-def zero_mount(work: Path, size: int):
-    """``scripts/zero_fs.py`` mounted with a ``zero.bin`` of ``size`` bytes."""
-    path = work / "mnt-zero"
+def zero_mount(work: Path, size: int, store_ahead: bool = False):
+    """``scripts/zero_fs.py`` mounted with a ``zero.bin`` of ``size`` bytes
+    (storing ahead as vagonfs does, with ``store_ahead``)."""
+    path = work / ("mnt-zero-store" if store_ahead else "mnt-zero")
     path.mkdir(exist_ok=True)
     with fuse_process("zero_fs", path, [sys.executable, str(ROOT / "scripts" / "zero_fs.py"),
-                                        str(path), "--size", str(size)]):
+                                        str(path), "--size", str(size),
+                                        *(["--store-ahead"] if store_ahead else [])]):
         yield path
 
 

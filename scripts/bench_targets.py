@@ -19,6 +19,8 @@ class Key:
 
     ZERO_128K = "zero_128k"  # zero: the pyfuse3 ceiling at 128 KiB requests
     ZERO_1M = "zero_1m"  # ... at 1 MiB requests
+    ZERO_STORE_128K = "zero_store_128k"  # ... storing ahead as vagonfs does
+    ZERO_STORE_1M = "zero_store_1m"
     CURL = "curl"
     RCLONE_READ = "rclone_read"
     CACHE_DISK = "cache_disk"  # read: dd of the block cache's data file
@@ -34,6 +36,12 @@ class Key:
     WALK_RSS = "walk_rss"  # scale: find over the walk's entries
     TREE_RSS = "tree_rss"  # scale: find over the big tree
     RSS_WORST = "rss_worst"  # every case's mounts: the worst peak
+
+    @staticmethod
+    def zero(kb: int, store_ahead: bool) -> str:
+        """The zero-work filesystem read in ``kb`` KiB requests."""
+        return {(128, False): Key.ZERO_128K, (1024, False): Key.ZERO_1M,
+                (128, True): Key.ZERO_STORE_128K, (1024, True): Key.ZERO_STORE_1M}[kb, store_ahead]
 
     @staticmethod
     def read(temp: str, who: str, store_ahead: bool = True) -> str:
@@ -162,7 +170,11 @@ def store_ahead_rows(size: str) -> list[Target]:
     """Each read row without store-ahead, and the FUSE reads per GiB each made
     beside the zero-work ceiling's at the same request size (every one of its
     reads is a FUSE read)."""
-    rows = []
+    rows = [Target("zero", f"zero-work pyfuse3 storing ahead as vagonfs does, {request} requests",
+                   Key.zero(kb, True), "MB/s", Key.zero(kb, False),
+                   f"zero-work pyfuse3, {request} requests",
+                   note="no target: the most store-ahead gives")
+            for kb, request in ((1024, "1 MiB"), (128, "128 KiB"))]
     reads = [("cold", "root", Key.ZERO_1M, "1 MiB"), ("cold", "user", Key.ZERO_128K, "128 KiB"),
              ("warm", "root", Key.ZERO_1M, "1 MiB"), ("warm", "user", Key.ZERO_128K, "128 KiB")]
     for temp, who, zero, request in reads:

@@ -55,15 +55,18 @@ def test_the_read_rows_need_the_figures_the_read_case_puts_by_the_same_names():
                 read = Key.read(temp, who, store_ahead)
                 fig.put(read, 1000.0)
                 fig.put(Key.reads(read), 1024.0)
-    for key in (Key.ZERO_128K, Key.ZERO_1M):
-        fig.put(key, 2000.0)
-        fig.put(Key.reads(key), 1024.0)
+    for kb in (128, 1024):
+        for store_ahead in (False, True):
+            fig.put(Key.zero(kb, store_ahead), 2000.0)
+            fig.put(Key.reads(Key.zero(kb, store_ahead)), 1024.0)
     for key in (Key.CURL, Key.RCLONE_READ, Key.CACHE_DISK):
         fig.put(key, 2000.0)
     cases = ["zero", "curl", "rclone-read", "read"]
     rows, missing = judged(SETTINGS, cases, fig)
     assert missing == []
-    assert len(rows) == 18  # 5 with targets, 12 store-ahead rows, the cache's disk
+    # 5 with targets, 2 of the zero-work filesystem storing ahead, 12
+    # store-ahead rows, the cache's disk
+    assert len(rows) == 20
     fig.values.pop(Key.read("warm", "user", store_ahead=False))
     _, missing = judged(SETTINGS, cases, fig)
     assert missing == ["warm_user_nostore (warm read 256 MiB, user, 128 KiB requests, "
