@@ -75,7 +75,7 @@ class ZeroFs(pyfuse3.Operations):
         while True:
             block = self.to_store.get()
             end = min(BLOCK, self.size - block * BLOCK)
-            pyfuse3.notify_store(FILE_INODE, block * BLOCK, BUFFER[:end])  # type: ignore
+            pyfuse3.notify_store(FILE_INODE, block * BLOCK, BUFFER[:end])  # type: ignore[arg-type]
             self.stored += 1
 
     def _ask_ahead(self, cursor: Cursor, last: int) -> None:

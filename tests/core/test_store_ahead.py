@@ -157,7 +157,7 @@ def test_a_file_in_the_disk_cache_is_stored_from_disk_at_any_read_size(tmp_path)
             if index >= 10:  # not loaded into memory (the test's own reads loaded 0-9)
                 assert fs.blocks.get((obj, index)) is None
             got = await trio.to_thread.run_sync(load)
-            assert bytes(got) == data[index * MiB:(index + 1) * MiB]
+            assert got is not None and bytes(got) == data[index * MiB:(index + 1) * MiB]
         fs.release(fh)
 
     with_pages(tmp_path, cold, store=store)

@@ -239,7 +239,7 @@ def test_a_block_loaded_again_while_its_first_load_runs_on_is_not_lost(tmp_path,
     obj = object_id("key", "v1")
     x, y, z = (obj, 0), (obj, 1), (obj, 2)
     gates = {(y, 1): threading.Event(), (x, 2): threading.Event()}
-    reads = collections.Counter()
+    reads: collections.Counter[tuple[str, int]] = collections.Counter()
     read_block = block_files._read_block
 
     def gated(fd, block, length, checksum):  # in the loading threads
