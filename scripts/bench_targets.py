@@ -45,7 +45,8 @@ class Key:
 
     @staticmethod
     def read(temp: str, who: str, store_ahead: bool = True) -> str:
-        """A read of the big file: ``temp`` cold or warm, ``who`` root or user."""
+        """A read of the big file: ``temp`` cold, warm (from the cache's disk) or
+        hot (the cache's file in the page cache), ``who`` root or user."""
         return f"{temp}_{who}" + ("" if store_ahead else "_nostore")
 
     @staticmethod
@@ -137,6 +138,11 @@ def targets(s: Settings, rss_worst: str) -> list[Target]:
         Target("read", "warm read from the block cache, 128 KiB requests",
                Key.read("warm", "user"), "MB/s", *zero_128k, at_least=0.8),
         *store_ahead_rows(size),
+        *(Target("read", f"warm read, the cache's file in memory, {request} requests",
+                 Key.read("hot", who), "MB/s", zero, f"zero-work pyfuse3, {request} requests",
+                 note="no target: the warm row without the cache's disk")
+          for who, zero, request in (("root", Key.ZERO_1M, "1 MiB"),
+                                     ("user", Key.ZERO_128K, "128 KiB"))),
         Target("read", "warm read from the block cache, 1 MiB requests, vs the cache's disk",
                Key.read("warm", "root"), "MB/s", Key.CACHE_DISK,
                "dd of the cache's data file, page cache dropped",
@@ -175,10 +181,12 @@ def store_ahead_rows(size: str) -> list[Target]:
                    f"zero-work pyfuse3, {request} requests",
                    note="no target: the most store-ahead gives")
             for kb, request in ((1024, "1 MiB"), (128, "128 KiB"))]
-    reads = [("cold", "root", Key.ZERO_1M, "1 MiB"), ("cold", "user", Key.ZERO_128K, "128 KiB"),
-             ("warm", "root", Key.ZERO_1M, "1 MiB"), ("warm", "user", Key.ZERO_128K, "128 KiB")]
+    reads = [(temp, who, zero, request) for temp in ("cold", "warm", "hot")
+             for who, zero, request in (("root", Key.ZERO_1M, "1 MiB"),
+                                        ("user", Key.ZERO_128K, "128 KiB"))]
     for temp, who, zero, request in reads:
-        what = f"{temp} read {size}, {who}, {request} requests"
+        label = {"hot": "warm read, the cache's file in memory,"}.get(temp, f"{temp} read")
+        what = f"{label} {size}, {who}, {request} requests"
         rows.append(Target("read", f"{what}, --no-store-ahead", Key.read(temp, who, False),
                            "MB/s", zero, f"zero-work pyfuse3, {request} requests",
                            note="no target: what store-ahead changes"))

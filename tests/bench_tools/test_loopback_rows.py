@@ -49,7 +49,7 @@ def test_the_read_rows_need_the_figures_the_read_case_puts_by_the_same_names():
     """Every read row needs a figure named by ``Key.read``/``Key.reads`` (what
     the read case puts) or a baseline of the cases run beside it."""
     fig = Figures()
-    for temp in ("cold", "warm"):
+    for temp in ("cold", "warm", "hot"):
         for who in ("root", "user"):
             for store_ahead in (True, False):
                 read = Key.read(temp, who, store_ahead)
@@ -64,9 +64,9 @@ def test_the_read_rows_need_the_figures_the_read_case_puts_by_the_same_names():
     cases = ["zero", "curl", "rclone-read", "read"]
     rows, missing = judged(SETTINGS, cases, fig)
     assert missing == []
-    # 5 with targets, 2 of the zero-work filesystem storing ahead, 12
-    # store-ahead rows, the cache's disk
-    assert len(rows) == 20
+    # 5 with targets, 2 of the zero-work filesystem storing ahead, 18
+    # store-ahead rows, 2 with the cache's file in memory, the cache's disk
+    assert len(rows) == 28
     fig.values.pop(Key.read("warm", "user", store_ahead=False))
     _, missing = judged(SETTINGS, cases, fig)
     assert missing == ["warm_user_nostore (warm read 256 MiB, user, 128 KiB requests, "
