@@ -276,3 +276,30 @@ def test_a_block_loaded_again_while_its_first_load_runs_on_is_not_lost(tmp_path,
         assert second and bytes(second[0][:1]) == b"\x00"
 
     trio.run(main)
+
+
+def test_a_cache_disk_that_refuses_to_free_a_damaged_block_ends_no_mount(tmp_path, monkeypatch,
+                                                                        caplog):
+    """A block that fails its check is dropped as it is read back, on the trio
+    thread; the disk refusing to remove its file (EIO) is logged once, and the
+    read just finds nothing cached (it once ended the mount: the error rose
+    out of a run_sync_soon callback)."""
+    async def main():
+        cache = BlockCache(tmp_path, SIZE)
+        obj = object_id("key", "v1")
+        await put(cache, (obj, 0), os.urandom(BLOCK_SIZE))
+        with open(object_file(tmp_path, obj), "r+b") as fh:
+            fh.write(b"\0" * 100)  # no longer what was stored
+
+        def refused(root, obj) -> None:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+        monkeypatch.setattr(block_files, "unlink_object", refused)
+        again = BlockCache(tmp_path, SIZE)
+        assert await again.load((obj, 0), BLOCK_SIZE) is None
+        assert not again.has((obj, 0))
+
+    trio.run(main)
+    assert [r.getMessage() for r in caplog.records if "cannot free" in r.getMessage()] == [
+        f"cannot free blocks the cache dropped in {tmp_path / 'blocks'} (Input/output error): "
+        "the disk space they take may stay taken"]

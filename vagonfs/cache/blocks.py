@@ -107,7 +107,7 @@ class BlockCache:
         self._readers = trio.CapacityLimiter(8)
         self._loading: dict[BlockId, trio.Event] = {}
         self._failed_errnos: set[int | None] = set()  # write errors logged: once each
-        self._no_punch_logged = False
+        self._no_free_logged = False
         self._load_index()
 
     @property
@@ -135,20 +135,24 @@ class BlockCache:
         self._blocks_of[obj] -= 1
         if self._blocks_of[obj] == 0:
             del self._blocks_of[obj]
-            if not self._writing[obj]:
-                block_files.unlink_object(self.root, obj)
-                return
-        try:
-            block_files.forget_block(self.root, block)
-        except OSError as exc:
-            self._punch_failed(exc)
+        self._free(obj, None if obj not in self._blocks_of and not self._writing[obj]
+                   else block[1])
 
-    def _punch_failed(self, exc: OSError) -> None:
-        if not self._no_punch_logged:
-            self._no_punch_logged = True
-            log.warning("cannot free evicted blocks in %s (%s): their disk space comes back "
-                        "only when all of a file's blocks are gone",
-                        self.root, exc.strerror or exc)
+    def _free(self, obj: str, index: int | None) -> None:
+        """Off the disk: block ``index``'s range punched out, or (None) the
+        object's file. The index has forgotten them already, so a disk that
+        refuses is only logged, once: nothing here may end a read (or, from a
+        ``run_sync_soon`` callback, the mount)."""
+        try:
+            if index is None:
+                block_files.unlink_object(self.root, obj)
+            else:
+                block_files.forget_block(self.root, (obj, index))
+        except OSError as exc:
+            if not self._no_free_logged:
+                self._no_free_logged = True
+                log.warning("cannot free blocks the cache dropped in %s (%s): the disk space "
+                            "they take may stay taken", self.root, exc.strerror or exc)
 
     def _evict(self, room: int) -> None:
         """Drop least recently used blocks until ``room`` more bytes fit."""
@@ -235,13 +239,9 @@ class BlockCache:
         if self._pending.get(block) is data:
             self._add(block, len(data), checksum)
             self._evict(0)
-        elif obj not in self._blocks_of and obj not in self._writing:
-            block_files.unlink_object(self.root, obj)
         else:
-            try:
-                block_files.forget_block(self.root, block)
-            except OSError as exc:
-                self._punch_failed(exc)
+            self._free(obj, None if obj not in self._blocks_of and obj not in self._writing
+                       else block[1])
 
     def _write_failed(self, exc: OSError) -> None:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -346,4 +346,4 @@ class BlockCache:
         for block in [b for b in self._pending if b[0] == obj]:
             del self._pending[block]
         if not self._writing[obj]:  # else the last write to end removes them
-            block_files.unlink_object(self.root, obj)
+            self._free(obj, None)
