@@ -29,9 +29,12 @@ class RecordedPages:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
         self.sent: dict[tuple[int, int], Buffer | Loader] = {}  # (ino, block): what
+        self.full = False  # refuse every store, as a full queue of stores does
 
     def store(self, ino: int, offset: int, length: int, data: Buffer | Loader) -> bool:
         assert offset % MiB == 0 and length <= MiB
+        if self.full:
+            return False
         self.calls.append(("store", ino, offset // MiB))
         self.sent[ino, offset // MiB] = data
         return True
@@ -160,8 +163,19 @@ def test_a_file_in_the_disk_cache_is_stored_from_disk_at_any_read_size(tmp_path)
             assert got is not None and bytes(got) == data[index * MiB:(index + 1) * MiB]
         fs.release(fh)
 
+    async def warm_queue_full(fs: Filesystem, pages: RecordedPages) -> None:
+        pages.full = True
+        fh, node = await open_file(fs, "f")
+        await read_in_order(fs, fh, range(10), MiB)
+        obj = object_id(store.cache_key(node.entry.key), node.entry.version)
+        # refused, so loaded for the reader's FUSE reads, as without store-ahead
+        await until(lambda: all(fs.blocks.get((obj, index)) is not None
+                                for index in range(10, 17)))
+        fs.release(fh)
+
     with_pages(tmp_path, cold, store=store)
     with_pages(tmp_path, warm, store=store)
+    with_pages(tmp_path, warm_queue_full, store=store)
 
 
 def test_nothing_is_stored_for_a_file_open_for_writing(tmp_path):

@@ -32,9 +32,10 @@ link had sat idle for round trips once every window.
 Blocks read ahead also go to the kernel's page cache for the handle's file
 (store-ahead, ``cache/store_ahead.py``): those from the disk cache read by
 the thread that stores them, those just received while the handle's FUSE
-reads are small; but for each window's middle block (its *tripwire*) and for blocks a
-FUSE read is already waiting for: the reader's FUSE read of the tripwire is
-how the cursor learns where a reader served by the page cache has got to.
+reads are small; but for each window's middle block (its *tripwire*) and
+for blocks a FUSE read is already waiting for: the reader's FUSE read of the
+tripwire is how the cursor learns where a reader served by the page cache
+has got to.
 
 A cursor lives in its handle, and ``release`` cancels what it still fetches.
 """
@@ -219,8 +220,9 @@ class Reader:
 
     def _store_from_disk(self, state: ReadState, block: tuple[str, int], length: int) -> bool:
         """Store-ahead of a block only on disk, read by the thread that sends
-        it; it is not loaded into memory here. False when it is not stored
-        (the caller loads it for the reader's FUSE reads)."""
+        it; it is not loaded into memory here. False when it is not stored,
+        the queue of stores full included (the caller loads it for the
+        reader's FUSE reads)."""
         ino = self._store_into(state, *block, from_disk=True)
         read = self._cache.disk_reader(block, length) if ino is not None else None
         if ino is None or read is None:
@@ -229,8 +231,7 @@ class Reader:
         def load() -> bytes | None:  # in the sending thread
             return None if block in self._awaited else read()
 
-        self.store_ahead.offer(block[0], ino, block[1], length, load)
-        return True
+        return self.store_ahead.offer(block[0], ino, block[1], length, load)
 
     def _keep_link_busy(self, state: ReadState, entry: Entry, obj: str) -> None:
         """One of a cursor's GETs brought all its blocks: over a link where

@@ -89,12 +89,14 @@ class StoreAhead:
         self._pages = pages
         self._stored: cachetools.LRUCache[int, set[str]] = cachetools.LRUCache(self.REMEMBERED)
 
-    def offer(self, obj: str, ino: int, index: int, length: int, data: Buffer | Loader) -> None:
+    def offer(self, obj: str, ino: int, index: int, length: int, data: Buffer | Loader) -> bool:
         """Block ``index`` of ``obj`` is ahead of a reader of ``ino``: in
-        memory, or to be loaded by the sender."""
+        memory, or to be loaded by the sender. False when it was not taken."""
         if (self._pages is not None
                 and self._pages.store(ino, index * BLOCK_SIZE, length, data)):
             self._stored.setdefault(ino, set()).add(obj)
+            return True
+        return False
 
     def forget(self, obj: str) -> None:
         """That version is no more: the pages stored of it go."""
