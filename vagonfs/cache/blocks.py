@@ -135,18 +135,18 @@ class BlockCache:
         self._blocks_of[obj] -= 1
         if self._blocks_of[obj] == 0:
             del self._blocks_of[obj]
-        self._free(obj, None if obj not in self._blocks_of and not self._writing[obj]
-                   else block[1])
+        self._free(obj, block[1])
 
-    def _free(self, obj: str, index: int | None) -> None:
-        """Off the disk: block ``index``'s range punched out, or (None) the
-        object's file. The index has forgotten them already, so a disk that
-        refuses is only logged, once: nothing here may end a read (or, from a
-        ``run_sync_soon`` callback, the mount)."""
+    def _free(self, obj: str, index: int | None = None) -> None:
+        """Off the disk: the object's file once none of its blocks is indexed or
+        being written, else block ``index``'s range punched out (None: nothing
+        yet, the last write to end removes the file). The index has forgotten
+        them already, so a disk that refuses is only logged, once: nothing
+        here may end a read (or, from a ``run_sync_soon`` callback, the mount)."""
         try:
-            if index is None:
+            if obj not in self._blocks_of and not self._writing[obj]:
                 block_files.unlink_object(self.root, obj)
-            else:
+            elif index is not None:
                 block_files.forget_block(self.root, (obj, index))
         except OSError as exc:
             if not self._no_free_logged:
@@ -240,8 +240,7 @@ class BlockCache:
             self._add(block, len(data), checksum)
             self._evict(0)
         else:
-            self._free(obj, None if obj not in self._blocks_of and obj not in self._writing
-                       else block[1])
+            self._free(obj, block[1])
 
     def _write_failed(self, exc: OSError) -> None:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -345,5 +344,4 @@ class BlockCache:
             del self._hot[block]
         for block in [b for b in self._pending if b[0] == obj]:
             del self._pending[block]
-        if not self._writing[obj]:  # else the last write to end removes them
-            self._free(obj, None)
+        self._free(obj)
